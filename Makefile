@@ -1,0 +1,80 @@
+# Set-up and checks. `make demo` and `make test` work on a fresh Debian
+# machine: they install the system -dev packages they need (apt-get, only when
+# missing), create .venv and build the package into it.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb
+BUILD_DIR := build/release
+CORE := src/memray/_core
+C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
+C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/writer.c $(CORE)/sink.c
+C_FLAGS := -std=gnu11 -O1 -g -Wall -Wextra -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
+C_LIBS := $(shell pkg-config --libs libzstd 2>/dev/null) -lpthread -ldl
+
+.PHONY: all deps venv build test test-c test-py test-asan lint demo bench clean
+
+all: build
+
+deps: .deps-stamp
+.deps-stamp:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q meson-python meson ninja pytest pytest-timeout ruff rich jinja2 textual
+
+venv: $(VPY)
+
+build: deps venv
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=$(BUILD_DIR) .
+
+tests/c/bin/%: tests/c/%.c $(C_CORE_SOURCES) $(wildcard $(CORE)/*.h) tests/c/ctest.h | deps
+	@mkdir -p tests/c/bin
+	$(CC) $(C_FLAGS) $(CFLAGS_EXTRA) -o $@ $< $(C_CORE_SOURCES) $(C_LIBS)
+
+test-c: $(patsubst tests/c/%.c,tests/c/bin/%,$(C_TEST_SOURCES))
+	@set -e; for t in $^; do echo "== $$t"; timeout 120 $$t; done
+
+test-py: build
+	$(VPY) -m pytest -q tests
+
+test: test-c test-py
+
+# AddressSanitizer + UBSan: C unit tests built with them, the extension built
+# with them into .venv-asan, and the Python suite run with libasan preloaded
+# (the interpreter itself is not instrumented; its own leaks are not ours).
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-asan: deps venv
+	$(MAKE) -B test-c CFLAGS_EXTRA="$(ASAN_FLAGS)" C_FLAGS="$(C_FLAGS)"
+	rm -rf tests/c/bin
+	test -x .venv-asan/bin/python || ($(PYTHON) -m venv .venv-asan && .venv-asan/bin/pip install -q meson-python meson ninja pytest pytest-timeout rich jinja2 textual)
+	.venv-asan/bin/pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/asan \
+	  -Csetup-args=-Db_sanitize=address,undefined -Csetup-args=-Db_lundef=false -Csetup-args=-Dbuildtype=debugoptimized .
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  MEMRAY_TEST_ASAN=1 .venv-asan/bin/python -m pytest -q -p no:cacheprovider tests
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+demo: build
+	rm -f demo.bin
+	$(VPY) examples/demo.py demo.bin
+	@echo "wrote demo.bin"
+
+bench: build
+	$(VPY) benchmarks/run.py
+
+clean:
+	rm -rf build tests/c/bin .deps-stamp

@@ -1,0 +1,1 @@
+"""memray: a memory profiler for Python."""

@@ -1,0 +1,225 @@
+/* format.h: the capture format, the one contract between the tracked process
+ * (writer) and the analysis process (reader). Only this header knows the bytes
+ * on disk; docs/format.md describes the same layout in prose. It holds no
+ * state and no I/O: constants, the fixed header layout and varint helpers. */
+#ifndef MR_FORMAT_H
+#define MR_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* "MRYCAP" plus two bytes that no text file starts with. */
+#define MR_MAGIC "MRYCAP\x00\x02"
+#define MR_MAGIC_LEN 8
+#define MR_FORMAT_VERSION 1
+
+/* A zstd frame starts with these bytes; a capture compressed on exit is one
+ * zstd frame holding the plain capture. */
+#define MR_ZSTD_MAGIC "\x28\xb5\x2f\xfd"
+
+/* Fixed header, little-endian, MR_HEADER_SIZE bytes, then command_line_len
+ * bytes of command line, then records. */
+#define MR_HEADER_SIZE 48
+enum {
+    MR_HOFF_MAGIC = 0,              /* char[8] */
+    MR_HOFF_VERSION = 8,            /* u16 */
+    MR_HOFF_FLAGS = 10,             /* u16, MR_FLAG_* */
+    MR_HOFF_PYALLOC = 12,           /* u8, MR_PYALLOC_* */
+    MR_HOFF_PID = 16,               /* u32 */
+    MR_HOFF_MAIN_TID = 20,          /* u32 */
+    MR_HOFF_START_MS = 24,          /* u64, unix time in ms */
+    MR_HOFF_PY_HEXVERSION = 32,     /* u32, PY_VERSION_HEX of the tracked Python */
+    MR_HOFF_INTERVAL_MS = 36,       /* u32, memory_interval_ms */
+    MR_HOFF_CMDLINE_LEN = 40,       /* u32 */
+    MR_HOFF_RESERVED = 44,          /* u32, zero */
+};
+
+#define MR_FLAG_NATIVE 0x1u       /* ALLOC records carry a native stack id */
+#define MR_FLAG_PYALLOC 0x2u      /* pymalloc domains were traced */
+#define MR_FLAG_AGGREGATED 0x4u   /* FileFormat.AGGREGATED_ALLOCATIONS */
+#define MR_FLAGS_KNOWN 0x7u
+
+enum mr_pyalloc {
+    MR_PYALLOC_PYMALLOC = 0,
+    MR_PYALLOC_PYMALLOC_DEBUG = 1,
+    MR_PYALLOC_MALLOC = 2,
+    MR_PYALLOC_OTHER = 3,
+};
+
+/* AllocatorType values, identical to the public IntEnum. */
+enum mr_allocator {
+    MR_PYMALLOC_FREE = 1,
+    MR_PYMALLOC_MALLOC = 2,
+    MR_PYMALLOC_CALLOC = 3,
+    MR_PYMALLOC_REALLOC = 4,
+    MR_FREE = 5,
+    MR_MALLOC = 6,
+    MR_REALLOC = 7,
+    MR_CALLOC = 8,
+    MR_POSIX_MEMALIGN = 9,
+    MR_ALIGNED_ALLOC = 10,
+    MR_MEMALIGN = 11,
+    MR_VALLOC = 12,
+    MR_PVALLOC = 13,
+    MR_MMAP = 14,
+    MR_MUNMAP = 15,
+};
+
+static inline int mr_allocator_is_free(unsigned a)
+{
+    return a == MR_FREE || a == MR_MUNMAP || a == MR_PYMALLOC_FREE;
+}
+
+/* Records. Each starts with a tag byte: low nibble the type, high nibble an
+ * argument (the allocator for ALLOC/FREE, flags for MEMORY). Ids of CODE,
+ * FRAME, NODE and NATIVE_NODE records are implicit: the n-th record of a
+ * type defines id n, counting from 1 (0 means "none"/"root").
+ *
+ *  ZERO        end of the written data (a file sink grows in zero-filled
+ *              steps; a killed process leaves zeros after its last record)
+ *  ALLOC       arg=allocator; svarint address delta; uvarint size;
+ *              svarint python stack (NODE id) delta; if MR_FLAG_NATIVE:
+ *              svarint native stack (NATIVE_NODE id) delta
+ *  FREE        arg=allocator (FREE, MUNMAP, PYMALLOC_FREE); svarint address
+ *              delta; MUNMAP only: uvarint length
+ *  THREAD      uvarint tid: the records that follow were made by this thread
+ *  CODE        uvarint len + function name; uvarint len + file name;
+ *              uvarint first line
+ *  FRAME       uvarint code id; uvarint line
+ *  NODE        uvarint parent NODE id (0 = outermost); uvarint FRAME id
+ *  THREAD_NAME uvarint tid; uvarint len + name
+ *  MEMORY      uvarint ms since start; uvarint rss bytes; if arg&1: uvarint
+ *              heap bytes (aggregated captures: the reader cannot compute it)
+ *  NATIVE_NODE uvarint parent NATIVE_NODE id; uvarint instruction pointer
+ *  MAPPINGS    uvarint generation; uvarint count; count x (uvarint len + path,
+ *              uvarint load address, uvarint start, uvarint end) (issue 5)
+ *  AGG         uvarint tid; uvarint allocator; uvarint stack; uvarint native
+ *              stack; uvarint n at peak; uvarint bytes at peak; uvarint n
+ *              leaked; uvarint bytes leaked
+ *  TRAILER     uvarint ms since start at stop; uvarint total allocations;
+ *              uvarint peak heap bytes; uvarint flags (bit0: recording
+ *              failed mid-run and the capture stops early). Nothing follows.
+ *
+ * Address, stack and native deltas are against the previous record of the
+ * whole stream (not per thread), starting from 0. */
+enum mr_record_type {
+    MR_REC_ZERO = 0x0,
+    MR_REC_ALLOC = 0x1,
+    MR_REC_FREE = 0x2,
+    MR_REC_THREAD = 0x3,
+    MR_REC_CODE = 0x4,
+    MR_REC_FRAME = 0x5,
+    MR_REC_NODE = 0x6,
+    MR_REC_THREAD_NAME = 0x7,
+    MR_REC_MEMORY = 0x8,
+    MR_REC_NATIVE_NODE = 0x9,
+    MR_REC_MAPPINGS = 0xA,
+    MR_REC_AGG = 0xB,
+    MR_REC_TRAILER = 0xC,
+};
+
+#define MR_TAG(type, arg) ((uint8_t)(((arg) << 4) | (type)))
+#define MR_TAG_TYPE(tag) ((tag)&0x0F)
+#define MR_TAG_ARG(tag) ((tag) >> 4)
+
+#define MR_MEMORY_HAS_HEAP 0x1u
+#define MR_TRAILER_FAILED 0x1u
+
+/* Longest string the reader accepts (names, paths, command lines). */
+#define MR_MAX_STRING (1u << 20)
+/* Largest varint: 10 bytes for 64 bits. */
+#define MR_VARINT_MAX 10
+
+/* Encoders write at p (room for MR_VARINT_MAX bytes) and return the new end. */
+static inline uint8_t *mr_put_uvarint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static inline uint64_t mr_zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t mr_unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static inline uint8_t *mr_put_svarint(uint8_t *p, int64_t v)
+{
+    return mr_put_uvarint(p, mr_zigzag(v));
+}
+
+/* Decoders read from [*p, end); on success advance *p and return 0, on a
+ * truncated or overlong varint return -1 and leave *p alone. */
+static inline int mr_get_uvarint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *q = *p;
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 70; shift += 7) {
+        if (q >= end)
+            return -1;
+        uint8_t b = *q++;
+        if (shift == 63 && b > 1)
+            return -1;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *p = q;
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static inline int mr_get_svarint(const uint8_t **p, const uint8_t *end, int64_t *out)
+{
+    uint64_t u;
+    if (mr_get_uvarint(p, end, &u) < 0)
+        return -1;
+    *out = mr_unzigzag(u);
+    return 0;
+}
+
+static inline void mr_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void mr_put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void mr_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t mr_get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t mr_get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+static inline uint64_t mr_get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+#endif
