@@ -1,1 +1,47 @@
-"""memray: a memory profiler for Python."""
+"""memray: a memory profiler for Python.
+
+``with memray.Tracker("out.bin"): ...`` records every allocation the process
+makes while the body runs; ``memray.FileReader("out.bin")`` reads it back.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._destination import Destination, FileDestination, SocketDestination
+from ._enums import AllocatorType, FileFormat, PythonAllocatorType
+from ._memray import AllocationRecord
+from ._reader import (
+    FileReader,
+    Interval,
+    MemorySnapshot,
+    Metadata,
+    Stats,
+    TemporalAllocationRecord,
+    compute_statistics,
+    dump_all_records,
+)
+from ._tracker import Tracker
+
+try:
+    __version__ = version("memray")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "2.0.0"
+
+__all__ = [
+    "AllocationRecord",
+    "AllocatorType",
+    "FileReader",
+    "Interval",
+    "MemorySnapshot",
+    "Metadata",
+    "Stats",
+    "TemporalAllocationRecord",
+    "compute_statistics",
+    "dump_all_records",
+    "Destination",
+    "FileDestination",
+    "FileFormat",
+    "PythonAllocatorType",
+    "SocketDestination",
+    "Tracker",
+    "__version__",
+]

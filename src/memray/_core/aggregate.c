@@ -1,1 +1,1215 @@
-/* placeholder until written */
+/* aggregate.c: folding allocation events into per-location answers: high
+ * water mark and leaks (also used inside the tracked process), temporary
+ * allocations, allocation lifetimes over snapshot intervals, the temporal
+ * high water mark, and the totals behind `memray stats`. No I/O, no Python,
+ * no locking; memory from plain malloc. */
+#include "aggregate.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format.h"
+
+#define NONE32 UINT32_MAX
+
+static inline uint64_t mix64(uint64_t x)
+{
+    /* splitmix64 finalizer: addresses are 16-byte aligned and ids are small
+     * integers, both poorly spread in their low bits. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static int grow_array(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need)
+        n *= 2;
+    void *a = realloc(*arr, n * elem);
+    if (a == NULL)
+        return -ENOMEM;
+    *arr = a;
+    *cap = n;
+    return 0;
+}
+
+/* ---- location table ----------------------------------------------------
+ * Dense array of per-location items (each starting with its mr_loc_key_t),
+ * indexed through an open-addressing table of item index + 1. */
+
+typedef struct loctab {
+    char *items;
+    size_t elem, n, cap;
+    uint32_t *slots;
+    size_t mask;
+    uint32_t last; /* index found last: consecutive events often share a stack */
+} loctab_t;
+
+#define LOC(t, i, type) ((type *)((t)->items + (size_t)(i) * (t)->elem))
+
+static inline int key_eq(const mr_loc_key_t *a, const mr_loc_key_t *b)
+{
+    return a->stack == b->stack && a->native == b->native && a->tid == b->tid &&
+           a->allocator == b->allocator;
+}
+
+static inline uint64_t key_hash(const mr_loc_key_t *k)
+{
+    return mix64(k->stack * 0x9E3779B97F4A7C15ull ^ k->native * 0xC2B2AE3D27D4EB4Full ^
+                 ((uint64_t)k->tid << 8 | k->allocator));
+}
+
+static void loctab_init(loctab_t *t, size_t elem)
+{
+    memset(t, 0, sizeof *t);
+    t->elem = elem;
+    t->last = NONE32;
+}
+
+static void loctab_free(loctab_t *t)
+{
+    free(t->items);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static int loctab_rehash(loctab_t *t, size_t cap)
+{
+    uint32_t *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = key_hash(LOC(t, i, mr_loc_key_t)) & (cap - 1);
+        while (slots[j] != 0)
+            j = (j + 1) & (cap - 1);
+        slots[j] = (uint32_t)i + 1;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->mask = cap - 1;
+    return 0;
+}
+
+/* The index of key's item, created zeroed (but for the key) when new.
+ * 0 or -ENOMEM (nothing changed). */
+static int loctab_get(loctab_t *t, const mr_loc_key_t *key, uint32_t *idx, int *created)
+{
+    *created = 0;
+    if (t->last != NONE32 && key_eq(LOC(t, t->last, mr_loc_key_t), key)) {
+        *idx = t->last;
+        return 0;
+    }
+    size_t j = 0;
+    if (t->slots != NULL) {
+        for (j = key_hash(key) & t->mask;; j = (j + 1) & t->mask) {
+            uint32_t s = t->slots[j];
+            if (s == 0)
+                break;
+            if (key_eq(LOC(t, s - 1, mr_loc_key_t), key)) {
+                *idx = t->last = s - 1;
+                return 0;
+            }
+        }
+    }
+    if (t->n >= NONE32 - 1)
+        return -ENOMEM;
+    if (grow_array((void **)&t->items, &t->cap, t->n + 1, t->elem) < 0)
+        return -ENOMEM;
+    if (t->slots == NULL || (t->n + 1) * 2 > t->mask + 1) {
+        if (loctab_rehash(t, t->slots ? (t->mask + 1) * 2 : 256) < 0)
+            return -ENOMEM;
+        for (j = key_hash(key) & t->mask; t->slots[j] != 0; j = (j + 1) & t->mask)
+            ;
+    }
+    memset(LOC(t, t->n, char), 0, t->elem);
+    *LOC(t, t->n, mr_loc_key_t) = *key;
+    t->slots[j] = (uint32_t)t->n + 1;
+    *idx = t->last = (uint32_t)t->n++;
+    *created = 1;
+    return 0;
+}
+
+/* ---- live allocations --------------------------------------------------
+ * address -> (location, size, tag) with linear probing and backward-shift
+ * deletion (no tombstones, so probe chains never rot under churn). */
+
+typedef struct live_entry {
+    uint64_t addr;
+    uint64_t size;
+    uint32_t loc; /* NONE32 = empty slot */
+    uint32_t tag; /* aggregator-specific: the snapshot index for lifetimes */
+} live_entry_t;
+
+typedef struct livetab {
+    live_entry_t *slots;
+    size_t mask, count;
+} livetab_t;
+
+static void livetab_free(livetab_t *t)
+{
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static int livetab_resize(livetab_t *t, size_t cap)
+{
+    live_entry_t *slots = malloc(cap * sizeof *slots);
+    if (slots == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < cap; i++)
+        slots[i].loc = NONE32;
+    if (t->slots != NULL) {
+        for (size_t i = 0; i <= t->mask; i++) {
+            if (t->slots[i].loc == NONE32)
+                continue;
+            size_t j = mix64(t->slots[i].addr) & (cap - 1);
+            while (slots[j].loc != NONE32)
+                j = (j + 1) & (cap - 1);
+            slots[j] = t->slots[i];
+        }
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->mask = cap - 1;
+    return 0;
+}
+
+/* Room for one more entry; grown at 70% load, where linear probing with a
+ * good hash still averages under two probes per hit. */
+static int livetab_reserve(livetab_t *t)
+{
+    if (t->slots == NULL)
+        return livetab_resize(t, 1024);
+    if ((t->count + 1) * 10 > (t->mask + 1) * 7)
+        return livetab_resize(t, (t->mask + 1) * 2);
+    return 0;
+}
+
+static inline live_entry_t *livetab_find(const livetab_t *t, uint64_t addr)
+{
+    if (t->slots == NULL)
+        return NULL;
+    for (size_t j = mix64(addr) & t->mask;; j = (j + 1) & t->mask) {
+        live_entry_t *e = &t->slots[j];
+        if (e->loc == NONE32)
+            return NULL;
+        if (e->addr == addr)
+            return e;
+    }
+}
+
+static inline void livetab_prefetch(const livetab_t *t, uint64_t addr)
+{
+    if (t->slots != NULL)
+        __builtin_prefetch(&t->slots[mix64(addr) & t->mask]);
+}
+
+/* addr must be absent and room reserved. */
+static inline void livetab_insert(livetab_t *t, uint64_t addr, uint64_t size, uint32_t loc,
+                                  uint32_t tag)
+{
+    size_t j = mix64(addr) & t->mask;
+    while (t->slots[j].loc != NONE32)
+        j = (j + 1) & t->mask;
+    t->slots[j] = (live_entry_t){.addr = addr, .size = size, .loc = loc, .tag = tag};
+    t->count++;
+}
+
+static void livetab_remove(livetab_t *t, live_entry_t *e)
+{
+    size_t i = (size_t)(e - t->slots);
+    /* Shift back every later entry of the probe chain whose home slot lies
+     * at or before the hole, so lookups never stop early. */
+    for (size_t j = (i + 1) & t->mask;; j = (j + 1) & t->mask) {
+        live_entry_t *n = &t->slots[j];
+        if (n->loc == NONE32)
+            break;
+        size_t home = mix64(n->addr) & t->mask;
+        if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+            t->slots[i] = *n;
+            i = j;
+        }
+    }
+    t->slots[i].loc = NONE32;
+    t->count--;
+}
+
+/* What a deallocation took away from one live entry. */
+typedef struct released {
+    uint32_t loc, tag;
+    uint64_t bytes; /* bytes no longer alive */
+    int whole;      /* the allocation is gone (else a munmap shrank it) */
+} released_t;
+
+/* Applies a deallocation to the live table: a free or a munmap covering the
+ * whole mapping removes the entry; a munmap of its first len bytes moves it
+ * to addr + len, shorter by len. 1 and *out set, or 0 when addr is not alive
+ * (or a munmap of length 0, which unmaps nothing). */
+static int livetab_release(livetab_t *t, uint64_t addr, uint64_t len, int is_munmap,
+                           released_t *out)
+{
+    live_entry_t *e = livetab_find(t, addr);
+    if (e == NULL || (is_munmap && len == 0))
+        return 0;
+    out->loc = e->loc;
+    out->tag = e->tag;
+    if (!is_munmap || len >= e->size) {
+        out->bytes = e->size;
+        out->whole = 1;
+        livetab_remove(t, e);
+        return 1;
+    }
+    live_entry_t rest = *e;
+    livetab_remove(t, e);
+    if (livetab_find(t, addr + len) != NULL) {
+        /* The remainder would overlap another live block: inconsistent
+         * input; count the whole mapping as gone. */
+        out->bytes = rest.size;
+        out->whole = 1;
+        return 1;
+    }
+    livetab_insert(t, addr + len, rest.size - len, rest.loc, rest.tag);
+    out->bytes = len;
+    out->whole = 0;
+    return 1;
+}
+
+/* ---- small u64 -> u64 map (stats, thread rings, lifetime history) ------ */
+
+typedef struct u64map {
+    uint64_t *keys, *vals;
+    uint8_t *used;
+    size_t mask, count;
+} u64map_t;
+
+static void u64map_free(u64map_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    free(m->used);
+    memset(m, 0, sizeof *m);
+}
+
+static int u64map_resize(u64map_t *m, size_t cap)
+{
+    u64map_t n = {0};
+    n.keys = malloc(cap * sizeof *n.keys);
+    n.vals = malloc(cap * sizeof *n.vals);
+    n.used = calloc(cap, 1);
+    if (n.keys == NULL || n.vals == NULL || n.used == NULL) {
+        u64map_free(&n);
+        return -ENOMEM;
+    }
+    n.mask = cap - 1;
+    for (size_t i = 0; m->used != NULL && i <= m->mask; i++) {
+        if (!m->used[i])
+            continue;
+        size_t j = mix64(m->keys[i]) & n.mask;
+        while (n.used[j])
+            j = (j + 1) & n.mask;
+        n.used[j] = 1;
+        n.keys[j] = m->keys[i];
+        n.vals[j] = m->vals[i];
+    }
+    n.count = m->count;
+    u64map_free(m);
+    *m = n;
+    return 0;
+}
+
+/* The value slot of key, created (value 0) when absent. NULL on -ENOMEM. */
+static uint64_t *u64map_slot(u64map_t *m, uint64_t key, int *created)
+{
+    *created = 0;
+    if (m->used == NULL || (m->count + 1) * 2 > m->mask + 1) {
+        if (u64map_resize(m, m->used ? (m->mask + 1) * 2 : 64) < 0)
+            return NULL;
+    }
+    size_t j = mix64(key) & m->mask;
+    while (m->used[j]) {
+        if (m->keys[j] == key)
+            return &m->vals[j];
+        j = (j + 1) & m->mask;
+    }
+    m->used[j] = 1;
+    m->keys[j] = key;
+    m->vals[j] = 0;
+    m->count++;
+    *created = 1;
+    return &m->vals[j];
+}
+
+static const uint64_t *u64map_get(const u64map_t *m, uint64_t key)
+{
+    if (m->used == NULL)
+        return NULL;
+    for (size_t j = mix64(key) & m->mask; m->used[j]; j = (j + 1) & m->mask)
+        if (m->keys[j] == key)
+            return &m->vals[j];
+    return NULL;
+}
+
+/* ---- high water mark and leaks ----------------------------------------- */
+
+/* Peak values are saved lazily. `epoch` counts heap peaks; a location's
+ * pn/pbytes hold its value at the peak numbered `epoch` in its item. Before
+ * a location changes during a later epoch, its current value (unchanged
+ * since that later peak) is saved. At any time the value at the latest peak
+ * is (item.epoch == epoch ? saved : current). */
+typedef struct agg_loc {
+    mr_loc_key_t key;
+    uint64_t n, bytes;   /* alive now */
+    uint64_t pn, pbytes; /* alive at peak `epoch` */
+    uint64_t epoch;
+    uint64_t generation;
+} agg_loc_t;
+
+struct mr_agg {
+    loctab_t locs;
+    livetab_t live;
+    uint64_t heap, peak, epoch, total;
+};
+
+int mr_agg_new(mr_agg_t **out)
+{
+    mr_agg_t *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return -ENOMEM;
+    loctab_init(&a->locs, sizeof(agg_loc_t));
+    *out = a;
+    return 0;
+}
+
+void mr_agg_destroy(mr_agg_t *a)
+{
+    if (a == NULL)
+        return;
+    loctab_free(&a->locs);
+    livetab_free(&a->live);
+    free(a);
+}
+
+static inline void agg_touch(const mr_agg_t *a, agg_loc_t *l)
+{
+    if (l->epoch != a->epoch) {
+        l->pn = l->n;
+        l->pbytes = l->bytes;
+        l->epoch = a->epoch;
+    }
+}
+
+static void agg_release(mr_agg_t *a, const released_t *rel)
+{
+    agg_loc_t *l = LOC(&a->locs, rel->loc, agg_loc_t);
+    agg_touch(a, l);
+    l->n -= rel->whole;
+    l->bytes -= rel->bytes;
+    a->heap -= rel->bytes;
+}
+
+int mr_agg_alloc_gen(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
+                     uint64_t generation)
+{
+    uint32_t idx;
+    int created;
+    if (livetab_reserve(&a->live) < 0 || loctab_get(&a->locs, key, &idx, &created) < 0)
+        return -ENOMEM;
+    agg_loc_t *l = LOC(&a->locs, idx, agg_loc_t);
+    if (created)
+        l->epoch = a->epoch; /* absent so far: 0 at the current peak */
+    released_t rel;
+    if (livetab_release(&a->live, addr, 0, 0, &rel))
+        agg_release(a, &rel); /* a free we never saw */
+    agg_touch(a, l);
+    l->n++;
+    l->bytes += size;
+    l->generation = generation;
+    livetab_insert(&a->live, addr, size, idx, 0);
+    a->total++;
+    a->heap += size;
+    if (a->heap > a->peak) {
+        a->peak = a->heap;
+        a->epoch++;
+    }
+    return 0;
+}
+
+int mr_agg_alloc(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64_t size)
+{
+    return mr_agg_alloc_gen(a, key, addr, size, 0);
+}
+
+void mr_agg_free(mr_agg_t *a, uint64_t addr, uint64_t len, int is_munmap)
+{
+    released_t rel;
+    if (livetab_release(&a->live, addr, len, is_munmap, &rel))
+        agg_release(a, &rel);
+}
+
+void mr_agg_prefetch(const mr_agg_t *a, uint64_t addr)
+{
+    livetab_prefetch(&a->live, addr);
+}
+
+uint64_t mr_agg_heap(const mr_agg_t *a)
+{
+    return a->heap;
+}
+
+uint64_t mr_agg_peak(const mr_agg_t *a)
+{
+    return a->peak;
+}
+
+uint64_t mr_agg_total_allocations(const mr_agg_t *a)
+{
+    return a->total;
+}
+
+int mr_agg_rows(mr_agg_t *a, mr_agg_row_t **rows, size_t *n)
+{
+    mr_agg_row_t *out = malloc((a->locs.n ? a->locs.n : 1) * sizeof *out);
+    if (out == NULL)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < a->locs.n; i++) {
+        const agg_loc_t *l = LOC(&a->locs, i, agg_loc_t);
+        int saved = l->epoch == a->epoch;
+        mr_agg_row_t row = {
+            .key = l->key,
+            .peak_n = saved ? l->pn : l->n,
+            .peak_bytes = saved ? l->pbytes : l->bytes,
+            .leak_n = l->n,
+            .leak_bytes = l->bytes,
+            .generation = l->generation,
+        };
+        if (row.peak_n || row.peak_bytes || row.leak_n || row.leak_bytes)
+            out[k++] = row;
+    }
+    *rows = out;
+    *n = k;
+    return 0;
+}
+
+int mr_agg_rows_merge_threads(mr_agg_row_t *rows, size_t *n)
+{
+    loctab_t t;
+    loctab_init(&t, sizeof(mr_loc_key_t));
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        mr_loc_key_t key = rows[i].key;
+        key.tid = 0;
+        uint32_t idx;
+        int created;
+        if (loctab_get(&t, &key, &idx, &created) < 0) {
+            loctab_free(&t);
+            return -ENOMEM;
+        }
+        /* Items are created in row order, so idx is also the output slot,
+         * which never runs ahead of i. */
+        if (created) {
+            rows[k] = rows[i];
+            rows[k].key.tid = 0;
+            k++;
+        } else {
+            mr_agg_row_t *r = &rows[idx];
+            r->peak_n += rows[i].peak_n;
+            r->peak_bytes += rows[i].peak_bytes;
+            r->leak_n += rows[i].leak_n;
+            r->leak_bytes += rows[i].leak_bytes;
+            r->generation = rows[i].generation;
+        }
+    }
+    loctab_free(&t);
+    *n = k;
+    return 0;
+}
+
+/* ---- temporary allocations --------------------------------------------- */
+
+typedef struct tmp_loc {
+    mr_loc_key_t key;
+    uint64_t generation;
+    uint64_t n, bytes;
+} tmp_loc_t;
+
+typedef struct tmp_slot {
+    uint64_t addr, size;
+    uint32_t loc;
+    uint32_t valid;
+} tmp_slot_t;
+
+/* A thread's last `depth` allocations: slot (pushed % depth) is next. The
+ * array grows up to depth entries as the thread allocates, so a huge
+ * threshold costs memory only for threads that allocate that much. */
+typedef struct tmp_ring {
+    tmp_slot_t *slots;
+    size_t cap;
+    uint64_t pushed;
+} tmp_ring_t;
+
+struct mr_tmp {
+    loctab_t locs;
+    uint64_t depth;
+    u64map_t ring_of_tid; /* tid -> index in rings */
+    tmp_ring_t *rings;
+    size_t n_rings, cap_rings;
+};
+
+int mr_tmp_new(mr_tmp_t **out, uint64_t threshold)
+{
+    mr_tmp_t *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -ENOMEM;
+    loctab_init(&t->locs, sizeof(tmp_loc_t));
+    /* Bounded so depth + 1 cannot wrap and slot indices fit size_t. */
+    t->depth = (threshold > UINT32_MAX ? UINT32_MAX : threshold) + 1;
+    *out = t;
+    return 0;
+}
+
+void mr_tmp_destroy(mr_tmp_t *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n_rings; i++)
+        free(t->rings[i].slots);
+    free(t->rings);
+    u64map_free(&t->ring_of_tid);
+    loctab_free(&t->locs);
+    free(t);
+}
+
+static tmp_ring_t *tmp_ring(mr_tmp_t *t, uint32_t tid, int create)
+{
+    if (!create) {
+        const uint64_t *v = u64map_get(&t->ring_of_tid, tid);
+        return v ? &t->rings[*v] : NULL;
+    }
+    if (grow_array((void **)&t->rings, &t->cap_rings, t->n_rings + 1, sizeof *t->rings) < 0)
+        return NULL;
+    int created;
+    uint64_t *v = u64map_slot(&t->ring_of_tid, tid, &created);
+    if (v == NULL)
+        return NULL;
+    if (created) {
+        *v = t->n_rings;
+        t->rings[t->n_rings++] = (tmp_ring_t){0};
+    }
+    return &t->rings[*v];
+}
+
+int mr_tmp_alloc(mr_tmp_t *t, uint32_t tid, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
+                 uint64_t generation)
+{
+    uint32_t idx;
+    int created;
+    tmp_ring_t *ring = tmp_ring(t, tid, 1);
+    if (ring == NULL)
+        return -ENOMEM;
+    if (ring->pushed < t->depth && ring->pushed >= ring->cap &&
+        grow_array((void **)&ring->slots, &ring->cap, (size_t)ring->pushed + 1,
+                   sizeof *ring->slots) < 0)
+        return -ENOMEM;
+    if (loctab_get(&t->locs, key, &idx, &created) < 0)
+        return -ENOMEM;
+    LOC(&t->locs, idx, tmp_loc_t)->generation = generation;
+    ring->slots[ring->pushed % t->depth] =
+        (tmp_slot_t){.addr = addr, .size = size, .loc = idx, .valid = 1};
+    ring->pushed++;
+    return 0;
+}
+
+int mr_tmp_free(mr_tmp_t *t, uint32_t tid, uint64_t addr, uint64_t len, int is_munmap)
+{
+    tmp_ring_t *ring = tmp_ring(t, tid, 0);
+    if (ring == NULL)
+        return 0;
+    uint64_t have = ring->pushed < t->depth ? ring->pushed : t->depth;
+    for (uint64_t i = 0; i < have; i++) {
+        tmp_slot_t *s = &ring->slots[(ring->pushed - 1 - i) % t->depth];
+        if (!s->valid || s->addr != addr)
+            continue;
+        if (is_munmap && len < s->size)
+            return 0; /* a partial munmap: the mapping lives on */
+        tmp_loc_t *l = LOC(&t->locs, s->loc, tmp_loc_t);
+        l->n++;
+        l->bytes += s->size;
+        s->valid = 0; /* the block is gone: a later free of addr is another one's */
+        return 0;
+    }
+    return 0;
+}
+
+int mr_tmp_rows(mr_tmp_t *t, mr_count_row_t **rows, size_t *n)
+{
+    mr_count_row_t *out = malloc((t->locs.n ? t->locs.n : 1) * sizeof *out);
+    if (out == NULL)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < t->locs.n; i++) {
+        const tmp_loc_t *l = LOC(&t->locs, i, tmp_loc_t);
+        if (l->n > 0)
+            out[k++] = (mr_count_row_t){.key = l->key, .generation = l->generation, .n = l->n,
+                                        .bytes = l->bytes};
+    }
+    *rows = out;
+    *n = k;
+    return 0;
+}
+
+/* ---- allocation lifetimes ----------------------------------------------- */
+
+typedef struct life_loc {
+    mr_loc_key_t key;
+    uint64_t generation;
+} life_loc_t;
+
+/* (location, allocated_before, deallocated_before) -> index in hist. */
+typedef struct life_hist {
+    uint32_t loc, a, d;
+    uint64_t n, bytes;
+} life_hist_t;
+
+struct mr_life {
+    loctab_t locs;
+    livetab_t live; /* tag: the interval the allocation was made in */
+    uint32_t interval;
+    u64map_t hist_index; /* packed key -> index; see hist_key */
+    life_hist_t *hist;
+    size_t n_hist, cap_hist;
+};
+
+/* Intervals are kept in 32 bits (a capture with more snapshots than that is
+ * strided by the caller long before); the packed key is hashed, and equal
+ * hashes are told apart by comparing the stored triple. */
+static uint64_t hist_key(uint32_t loc, uint32_t a, uint32_t d)
+{
+    return mix64(((uint64_t)loc << 32 | a) ^ mix64(d + 0x632BE59BD9B4E019ull));
+}
+
+int mr_life_new(mr_life_t **out)
+{
+    mr_life_t *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return -ENOMEM;
+    loctab_init(&l->locs, sizeof(life_loc_t));
+    *out = l;
+    return 0;
+}
+
+void mr_life_destroy(mr_life_t *l)
+{
+    if (l == NULL)
+        return;
+    loctab_free(&l->locs);
+    livetab_free(&l->live);
+    u64map_free(&l->hist_index);
+    free(l->hist);
+    free(l);
+}
+
+/* Adds (n, bytes) to the history entry of (loc, a, d), probing past entries
+ * whose hashed key collides. 0 or -ENOMEM. */
+static int hist_add(u64map_t *index, life_hist_t **hist, size_t *n_hist, size_t *cap_hist,
+                    uint32_t loc, uint32_t a, uint32_t d, uint64_t n, uint64_t bytes)
+{
+    uint64_t key = hist_key(loc, a, d);
+    for (;;) {
+        int created;
+        if (grow_array((void **)hist, cap_hist, *n_hist + 1, sizeof **hist) < 0)
+            return -ENOMEM;
+        uint64_t *slot = u64map_slot(index, key, &created);
+        if (slot == NULL)
+            return -ENOMEM;
+        if (created) {
+            *slot = *n_hist;
+            (*hist)[(*n_hist)++] = (life_hist_t){.loc = loc, .a = a, .d = d};
+        }
+        life_hist_t *h = &(*hist)[*slot];
+        if (h->loc == loc && h->a == a && h->d == d) {
+            h->n += n;
+            h->bytes += bytes;
+            return 0;
+        }
+        key = mix64(key + 1); /* collision of two triples: try the next key */
+    }
+}
+
+int mr_life_alloc(mr_life_t *l, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
+                  uint64_t generation)
+{
+    uint32_t idx;
+    int created;
+    if (livetab_reserve(&l->live) < 0 || loctab_get(&l->locs, key, &idx, &created) < 0)
+        return -ENOMEM;
+    LOC(&l->locs, idx, life_loc_t)->generation = generation;
+    released_t rel;
+    if (livetab_release(&l->live, addr, 0, 0, &rel) && rel.tag != l->interval &&
+        hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel.loc, rel.tag,
+                 l->interval, 1, rel.bytes) < 0)
+        return -ENOMEM;
+    livetab_insert(&l->live, addr, size, idx, l->interval);
+    return 0;
+}
+
+int mr_life_free(mr_life_t *l, uint64_t addr, uint64_t len, int is_munmap)
+{
+    /* Room first, so that a failure leaves the allocation alive. */
+    if (grow_array((void **)&l->hist, &l->cap_hist, l->n_hist + 1, sizeof *l->hist) < 0)
+        return -ENOMEM;
+    released_t rel;
+    if (!livetab_release(&l->live, addr, len, is_munmap, &rel))
+        return 0;
+    if (rel.tag == l->interval)
+        return 0; /* made and freed between two snapshots */
+    return hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel.loc, rel.tag,
+                    l->interval, (uint64_t)rel.whole, rel.bytes);
+}
+
+void mr_life_prefetch(const mr_life_t *l, uint64_t addr)
+{
+    livetab_prefetch(&l->live, addr);
+}
+
+void mr_life_snapshot(mr_life_t *l)
+{
+    if (l->interval < NONE32 - 1)
+        l->interval++;
+}
+
+static int cmp_interval_rows(const void *pa, const void *pb)
+{
+    const life_hist_t *a = pa, *b = pb;
+    if (a->loc != b->loc)
+        return a->loc < b->loc ? -1 : 1;
+    if (a->a != b->a)
+        return a->a < b->a ? -1 : 1;
+    if (a->d != b->d)
+        return a->d < b->d ? -1 : 1;
+    if (a->bytes != b->bytes)
+        return a->bytes < b->bytes ? -1 : 1;
+    return 0;
+}
+
+int mr_life_rows(mr_life_t *l, mr_interval_row_t **rows, size_t *n)
+{
+    /* Allocations still alive: grouped by (location, interval made) with
+     * d = NONE32, which sorts after every real interval. */
+    u64map_t index = {0};
+    life_hist_t *all = NULL;
+    size_t n_all = 0, cap_all = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && l->live.slots != NULL && i <= l->live.mask; i++) {
+        const live_entry_t *e = &l->live.slots[i];
+        if (e->loc != NONE32)
+            rc = hist_add(&index, &all, &n_all, &cap_all, e->loc, e->tag, NONE32, 1, e->size);
+    }
+    if (rc == 0 && grow_array((void **)&all, &cap_all, n_all + l->n_hist + 1, sizeof *all) < 0)
+        rc = -ENOMEM;
+    mr_interval_row_t *out = NULL;
+    if (rc == 0) {
+        if (l->n_hist > 0) /* memcpy from NULL is undefined even for 0 bytes */
+            memcpy(all + n_all, l->hist, l->n_hist * sizeof *all);
+        n_all += l->n_hist;
+        qsort(all, n_all, sizeof *all, cmp_interval_rows);
+        out = malloc((n_all ? n_all : 1) * sizeof *out);
+        if (out == NULL)
+            rc = -ENOMEM;
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n_all; i++) {
+            const life_loc_t *loc = LOC(&l->locs, all[i].loc, life_loc_t);
+            out[i] = (mr_interval_row_t){
+                .key = loc->key,
+                .generation = loc->generation,
+                .allocated_before = all[i].a,
+                .deallocated_before = all[i].d == NONE32 ? MR_NEVER : all[i].d,
+                .n = all[i].n,
+                .bytes = all[i].bytes,
+            };
+        }
+        *rows = out;
+        *n = n_all;
+    }
+    u64map_free(&index);
+    free(all);
+    return rc;
+}
+
+/* ---- temporal high water mark ------------------------------------------ */
+
+/* The lazy peak scheme of mr_agg, per interval. `epoch` is bumped at every
+ * snapshot (the interval's starting heap is its first peak candidate) and
+ * whenever the heap exceeds the current interval's peak; peak_epoch[k] is
+ * the epoch of interval k's peak. A location's runs (change points of its
+ * value at interval peaks) are settled for intervals before next_k; later
+ * ones follow from (saved at `epoch`, current), as in mr_agg: the value at
+ * any peak after the location's epoch is the current one. */
+typedef struct thwm_loc {
+    mr_loc_key_t key;
+    uint64_t generation;
+    uint64_t n, bytes;   /* alive now */
+    uint64_t sn, sbytes; /* alive at peak `epoch` */
+    uint64_t epoch;
+    uint32_t next_k;     /* first interval whose value is not in the runs */
+    uint32_t head, tail; /* runs, NONE32 = none */
+} thwm_loc_t;
+
+typedef struct thwm_run {
+    uint64_t n, bytes;
+    uint32_t k;    /* the value holds from interval k on */
+    uint32_t next; /* next run of the location */
+} thwm_run_t;
+
+struct mr_thwm {
+    loctab_t locs;
+    livetab_t live;
+    uint64_t heap, ipeak, epoch; /* ipeak: highest heap in the current interval */
+    uint32_t k;                  /* the current interval */
+    uint64_t *peak_epoch, *hwm;  /* per completed interval */
+    size_t cap_k;
+    thwm_run_t *runs;
+    size_t n_runs, cap_runs;
+};
+
+int mr_thwm_new(mr_thwm_t **out)
+{
+    mr_thwm_t *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -ENOMEM;
+    loctab_init(&t->locs, sizeof(thwm_loc_t));
+    *out = t;
+    return 0;
+}
+
+void mr_thwm_destroy(mr_thwm_t *t)
+{
+    if (t == NULL)
+        return;
+    loctab_free(&t->locs);
+    livetab_free(&t->live);
+    free(t->peak_epoch);
+    free(t->hwm);
+    free(t->runs);
+    free(t);
+}
+
+/* Room for the runs one event can add (two locations, two runs each). */
+static int thwm_reserve_runs(mr_thwm_t *t)
+{
+    return grow_array((void **)&t->runs, &t->cap_runs, t->n_runs + 4, sizeof *t->runs);
+}
+
+static void thwm_append(mr_thwm_t *t, thwm_loc_t *l, uint32_t k, uint64_t n, uint64_t bytes)
+{
+    if (l->tail != NONE32) {
+        const thwm_run_t *last = &t->runs[l->tail];
+        if (last->n == n && last->bytes == bytes)
+            return;
+    } else if (n == 0 && bytes == 0) {
+        return; /* runs start from an implicit zero */
+    }
+    uint32_t i = (uint32_t)t->n_runs++;
+    t->runs[i] = (thwm_run_t){.n = n, .bytes = bytes, .k = k, .next = NONE32};
+    if (l->tail != NONE32)
+        t->runs[l->tail].next = i;
+    else
+        l->head = i;
+    l->tail = i;
+}
+
+/* Before l changes: settle its values at the peaks of completed intervals,
+ * then save its value at the current peak. */
+static void thwm_touch(mr_thwm_t *t, thwm_loc_t *l)
+{
+    if (l->epoch == t->epoch)
+        return;
+    if (l->next_k < t->k) {
+        uint32_t k = l->next_k;
+        if (t->peak_epoch[k] == l->epoch)
+            thwm_append(t, l, k, l->sn, l->sbytes);
+        else
+            thwm_append(t, l, k, l->n, l->bytes);
+        if (k + 1 < t->k)
+            thwm_append(t, l, k + 1, l->n, l->bytes);
+        l->next_k = t->k;
+    }
+    l->sn = l->n;
+    l->sbytes = l->bytes;
+    l->epoch = t->epoch;
+}
+
+static void thwm_release(mr_thwm_t *t, const released_t *rel)
+{
+    thwm_loc_t *l = LOC(&t->locs, rel->loc, thwm_loc_t);
+    thwm_touch(t, l);
+    l->n -= rel->whole;
+    l->bytes -= rel->bytes;
+    t->heap -= rel->bytes;
+}
+
+int mr_thwm_alloc(mr_thwm_t *t, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
+                  uint64_t generation)
+{
+    uint32_t idx;
+    int created;
+    if (livetab_reserve(&t->live) < 0 || thwm_reserve_runs(t) < 0 || t->n_runs >= NONE32 - 4 ||
+        loctab_get(&t->locs, key, &idx, &created) < 0)
+        return -ENOMEM;
+    thwm_loc_t *l = LOC(&t->locs, idx, thwm_loc_t);
+    if (created) {
+        l->epoch = t->epoch;
+        l->next_k = t->k;
+        l->head = l->tail = NONE32;
+    }
+    released_t rel;
+    if (livetab_release(&t->live, addr, 0, 0, &rel))
+        thwm_release(t, &rel);
+    thwm_touch(t, l);
+    l->n++;
+    l->bytes += size;
+    l->generation = generation;
+    livetab_insert(&t->live, addr, size, idx, 0);
+    t->heap += size;
+    if (t->heap > t->ipeak) {
+        t->ipeak = t->heap;
+        t->epoch++;
+    }
+    return 0;
+}
+
+int mr_thwm_free(mr_thwm_t *t, uint64_t addr, uint64_t len, int is_munmap)
+{
+    if (thwm_reserve_runs(t) < 0 || t->n_runs >= NONE32 - 4)
+        return -ENOMEM;
+    released_t rel;
+    if (livetab_release(&t->live, addr, len, is_munmap, &rel))
+        thwm_release(t, &rel);
+    return 0;
+}
+
+void mr_thwm_prefetch(const mr_thwm_t *t, uint64_t addr)
+{
+    livetab_prefetch(&t->live, addr);
+}
+
+int mr_thwm_snapshot(mr_thwm_t *t)
+{
+    if (t->k >= NONE32 - 2)
+        return 0; /* intervals saturate; the caller strides long before */
+    if (t->k >= t->cap_k) {
+        size_t cap = t->cap_k;
+        if (grow_array((void **)&t->peak_epoch, &cap, (size_t)t->k + 1, sizeof *t->peak_epoch) < 0)
+            return -ENOMEM;
+        cap = t->cap_k;
+        if (grow_array((void **)&t->hwm, &cap, (size_t)t->k + 1, sizeof *t->hwm) < 0)
+            return -ENOMEM;
+        t->cap_k = cap;
+    }
+    t->peak_epoch[t->k] = t->epoch;
+    t->hwm[t->k] = t->ipeak;
+    t->k++;
+    t->epoch++;
+    t->ipeak = t->heap;
+    return 0;
+}
+
+int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **hwm,
+                 size_t *n_hwm)
+{
+    *hwm = malloc(((size_t)t->k + 1) * sizeof **hwm);
+    if (*hwm == NULL)
+        return -ENOMEM;
+    if (t->k > 0)
+        memcpy(*hwm, t->hwm, (size_t)t->k * sizeof **hwm);
+    (*hwm)[t->k] = t->ipeak;
+    *n_hwm = (size_t)t->k + 1;
+
+    /* Each location contributes at most its stored runs plus four. */
+    size_t cap = t->n_runs + 4 * t->locs.n + 1;
+    mr_interval_row_t *out = malloc(cap * sizeof *out);
+    if (out == NULL) {
+        free(*hwm);
+        *hwm = NULL;
+        return -ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < t->locs.n; i++) {
+        const thwm_loc_t *l = LOC(&t->locs, i, thwm_loc_t);
+        /* The unsettled tail, computed without changing l, so tracking could
+         * go on: completed intervals from next_k, the current interval, and
+         * the pseudo-interval after it (alive at the end). */
+        thwm_run_t extra[4];
+        int n_extra = 0;
+        if (l->epoch != t->epoch && l->next_k < t->k) {
+            uint32_t kk = l->next_k;
+            int saved = t->peak_epoch[kk] == l->epoch;
+            extra[n_extra++] = (thwm_run_t){saved ? l->sn : l->n, saved ? l->sbytes : l->bytes, kk,
+                                            NONE32};
+            if (kk + 1 < t->k)
+                extra[n_extra++] = (thwm_run_t){l->n, l->bytes, kk + 1, NONE32};
+        }
+        int saved = l->epoch == t->epoch;
+        extra[n_extra++] = (thwm_run_t){saved ? l->sn : l->n, saved ? l->sbytes : l->bytes, t->k,
+                                        NONE32};
+        extra[n_extra++] = (thwm_run_t){l->n, l->bytes, t->k + 1, NONE32};
+
+        /* Walk stored then extra change points, dropping repeats; each
+         * non-zero value becomes a row ending where the next value starts. */
+        uint64_t cur_n = 0, cur_b = 0;
+        size_t open = SIZE_MAX; /* row index of the value in force, if non-zero */
+        uint32_t r = l->head;
+        for (int e = 0;;) {
+            const thwm_run_t *run;
+            if (r != NONE32) {
+                run = &t->runs[r];
+                r = run->next;
+            } else if (e < n_extra) {
+                run = &extra[e++];
+            } else {
+                break;
+            }
+            if (run->n == cur_n && run->bytes == cur_b)
+                continue;
+            if (open != SIZE_MAX)
+                out[open].deallocated_before = run->k;
+            open = SIZE_MAX;
+            cur_n = run->n;
+            cur_b = run->bytes;
+            if (cur_n || cur_b) {
+                open = k;
+                out[k++] = (mr_interval_row_t){.key = l->key, .generation = l->generation,
+                                               .allocated_before = run->k,
+                                               .deallocated_before = MR_NEVER, .n = cur_n,
+                                               .bytes = cur_b};
+            }
+        }
+    }
+    *rows = out;
+    *n = k;
+    return 0;
+}
+
+/* ---- statistics --------------------------------------------------------- */
+
+struct mr_stats {
+    livetab_t live;
+    uint64_t heap, peak, total, total_bytes;
+    uint64_t by_allocator[16];
+    u64map_t by_size;     /* size -> count */
+    u64map_t frame_index; /* frame -> index in frames */
+    mr_frame_total_t *frames;
+    size_t n_frames, cap_frames;
+};
+
+int mr_stats_new(mr_stats_t **out)
+{
+    mr_stats_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    *out = s;
+    return 0;
+}
+
+void mr_stats_destroy(mr_stats_t *s)
+{
+    if (s == NULL)
+        return;
+    livetab_free(&s->live);
+    u64map_free(&s->by_size);
+    u64map_free(&s->frame_index);
+    free(s->frames);
+    free(s);
+}
+
+int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size,
+                   uint64_t frame)
+{
+    int created;
+    if (livetab_reserve(&s->live) < 0 ||
+        grow_array((void **)&s->frames, &s->cap_frames, s->n_frames + 1, sizeof *s->frames) < 0)
+        return -ENOMEM;
+    uint64_t *count = u64map_slot(&s->by_size, size, &created);
+    uint64_t *fi = count ? u64map_slot(&s->frame_index, frame, &created) : NULL;
+    if (fi == NULL)
+        return -ENOMEM;
+    if (created) {
+        *fi = s->n_frames;
+        s->frames[s->n_frames++] = (mr_frame_total_t){.frame = frame};
+    }
+    (*count)++;
+    s->frames[*fi].count++;
+    s->frames[*fi].bytes += size;
+    s->by_allocator[allocator & 15]++;
+    s->total++;
+    s->total_bytes += size;
+    released_t rel;
+    if (livetab_release(&s->live, addr, 0, 0, &rel))
+        s->heap -= rel.bytes;
+    livetab_insert(&s->live, addr, size, 0, 0);
+    s->heap += size;
+    if (s->heap > s->peak)
+        s->peak = s->heap;
+    return 0;
+}
+
+void mr_stats_free(mr_stats_t *s, uint64_t addr, uint64_t len, int is_munmap)
+{
+    released_t rel;
+    if (livetab_release(&s->live, addr, len, is_munmap, &rel))
+        s->heap -= rel.bytes;
+}
+
+void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr)
+{
+    livetab_prefetch(&s->live, addr);
+}
+
+void mr_stats_summary(const mr_stats_t *s, mr_stats_summary_t *out)
+{
+    out->total_allocs = s->total;
+    out->total_bytes = s->total_bytes;
+    out->peak = s->peak;
+    memcpy(out->by_allocator, s->by_allocator, sizeof out->by_allocator);
+}
+
+static int cmp_size(const void *pa, const void *pb)
+{
+    const mr_size_count_t *a = pa, *b = pb;
+    return a->size < b->size ? -1 : a->size > b->size;
+}
+
+int mr_stats_sizes(const mr_stats_t *s, mr_size_count_t **out, size_t *n)
+{
+    mr_size_count_t *v = malloc((s->by_size.count ? s->by_size.count : 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; s->by_size.used != NULL && i <= s->by_size.mask; i++)
+        if (s->by_size.used[i])
+            v[k++] = (mr_size_count_t){s->by_size.keys[i], s->by_size.vals[i]};
+    qsort(v, k, sizeof *v, cmp_size);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+int mr_stats_frames(const mr_stats_t *s, mr_frame_total_t **out, size_t *n)
+{
+    mr_frame_total_t *v = malloc((s->n_frames ? s->n_frames : 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    if (s->n_frames > 0)
+        memcpy(v, s->frames, s->n_frames * sizeof *v);
+    *out = v;
+    *n = s->n_frames;
+    return 0;
+}

@@ -87,13 +87,21 @@ static inline int mr_allocator_is_free(unsigned a)
  *  CODE        uvarint len + function name; uvarint len + file name;
  *              uvarint first line
  *  FRAME       uvarint code id; uvarint line
- *  NODE        uvarint parent NODE id (0 = outermost); uvarint FRAME id
+ *  NODE        uvarint parent NODE id (0 = outermost); uvarint FRAME id;
+ *              arg bit 0 (MR_NODE_ENTRY): the frame is the first Python frame
+ *              run by its interpreter loop call (hybrid stacks pair these
+ *              with the native _PyEval_EvalFrameDefault frames)
  *  THREAD_NAME uvarint tid; uvarint len + name
  *  MEMORY      uvarint ms since start; uvarint rss bytes; if arg&1: uvarint
  *              heap bytes (aggregated captures: the reader cannot compute it)
  *  NATIVE_NODE uvarint parent NATIVE_NODE id; uvarint instruction pointer
- *  MAPPINGS    uvarint generation; uvarint count; count x (uvarint len + path,
- *              uvarint load address, uvarint start, uvarint end) (issue 5)
+ *  MAPPINGS    the loaded objects, written at start and after every dlopen
+ *              or dlclose that changed them: uvarint generation (1, 2, ...:
+ *              the native_segment_generation of the ALLOC records that follow);
+ *              uvarint count; count x (uvarint len + path ("" = the main
+ *              program), uvarint load bias, uvarint lowest and uvarint
+ *              highest address of its PT_LOAD segments, uvarint len +
+ *              build-id bytes (len 0: none))
  *  AGG         uvarint tid; uvarint allocator; uvarint stack; uvarint native
  *              stack; uvarint n at peak; uvarint bytes at peak; uvarint n
  *              leaked; uvarint bytes leaked
@@ -123,6 +131,7 @@ enum mr_record_type {
 #define MR_TAG_TYPE(tag) ((tag)&0x0F)
 #define MR_TAG_ARG(tag) ((tag) >> 4)
 
+#define MR_NODE_ENTRY 0x1u
 #define MR_MEMORY_HAS_HEAP 0x1u
 #define MR_TRAILER_FAILED 0x1u
 

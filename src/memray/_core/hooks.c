@@ -1,1 +1,445 @@
-/* placeholder until written */
+/* hooks.c: the interposed allocator functions and the GOT/PLT patching that
+ * routes every loaded object's calls through them. It owns the real function
+ * pointers (resolved once, before any slot is patched) and the patch lock. A
+ * hook never fails the program: it returns what the real function returned,
+ * and records only when the tracker wants the event. */
+#define _GNU_SOURCE
+#include "hooks.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "tracker.h"
+
+#if defined(__x86_64__)
+#define R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#define R_GLOB_DAT R_X86_64_GLOB_DAT
+#elif defined(__aarch64__)
+#define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#define R_GLOB_DAT R_AARCH64_GLOB_DAT
+#else
+#error "hooks.c knows the GOT relocation types of x86_64 and aarch64 only"
+#endif
+
+/* Real functions: written once by resolve_real() before the first patch,
+ * read-only afterwards. */
+static struct {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void *(*reallocarray)(void *, size_t, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    void *(*mmap)(void *, size_t, int, int, int, off_t);
+    void *(*mmap64)(void *, size_t, int, int, int, off_t);
+    int (*munmap)(void *, size_t);
+    void (*free_sized)(void *, size_t);
+    void (*free_aligned_sized)(void *, size_t, size_t);
+    void *(*dlopen)(const char *, int);
+    int (*dlclose)(void *);
+    int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+    int (*pthread_setname_np)(pthread_t, const char *);
+} real;
+
+#define RECORD_ALLOC(p, size, kind)                                                                \
+    do {                                                                                           \
+        if ((p) != NULL && mr_tracker_wants())                                                     \
+            mr_tracker_record_alloc((p), (size), (kind));                                          \
+    } while (0)
+
+#define RECORD_FREE(p, kind)                                                                       \
+    do {                                                                                           \
+        if ((p) != NULL && mr_tracker_wants())                                                     \
+            mr_tracker_record_free((p), (kind), 0);                                                \
+    } while (0)
+
+static void *hook_malloc(size_t size)
+{
+    void *p = real.malloc(size);
+    RECORD_ALLOC(p, size, MR_MALLOC);
+    return p;
+}
+
+static void hook_free(void *p)
+{
+    RECORD_FREE(p, MR_FREE);
+    real.free(p);
+}
+
+static void *hook_calloc(size_t n, size_t size)
+{
+    void *p = real.calloc(n, size);
+    RECORD_ALLOC(p, n * size, MR_CALLOC);
+    return p;
+}
+
+/* realloc = free(old) + alloc(new). The old block is recorded as freed before
+ * realloc may hand it to another thread; if realloc then fails the block is
+ * still the caller's but counted as freed (out of memory: rare and benign). */
+static void *hook_realloc(void *old, size_t size)
+{
+    RECORD_FREE(old, MR_FREE);
+    void *p = real.realloc(old, size);
+    RECORD_ALLOC(p, size, MR_REALLOC);
+    return p;
+}
+
+static void *hook_reallocarray(void *old, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return real.reallocarray(old, n, size); /* fails with ENOMEM */
+    RECORD_FREE(old, MR_FREE);
+    void *p = real.reallocarray(old, n, size);
+    RECORD_ALLOC(p, total, MR_REALLOC);
+    return p;
+}
+
+static int hook_posix_memalign(void **out, size_t align, size_t size)
+{
+    int rc = real.posix_memalign(out, align, size);
+    if (rc == 0)
+        RECORD_ALLOC(*out, size, MR_POSIX_MEMALIGN);
+    return rc;
+}
+
+static void *hook_aligned_alloc(size_t align, size_t size)
+{
+    void *p = real.aligned_alloc(align, size);
+    RECORD_ALLOC(p, size, MR_ALIGNED_ALLOC);
+    return p;
+}
+
+static void *hook_memalign(size_t align, size_t size)
+{
+    void *p = real.memalign(align, size);
+    RECORD_ALLOC(p, size, MR_MEMALIGN);
+    return p;
+}
+
+static void *hook_valloc(size_t size)
+{
+    void *p = real.valloc(size);
+    RECORD_ALLOC(p, size, MR_VALLOC);
+    return p;
+}
+
+static void *hook_pvalloc(size_t size)
+{
+    void *p = real.pvalloc(size);
+    if (p != NULL && mr_tracker_wants()) {
+        /* pvalloc rounds the size up to whole pages. */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        size_t rounded = size ? (size + page - 1) / page * page : page;
+        mr_tracker_record_alloc(p, rounded, MR_PVALLOC);
+    }
+    return p;
+}
+
+static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p = real.mmap(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED && mr_tracker_wants())
+        mr_tracker_record_alloc(p, len, MR_MMAP);
+    return p;
+}
+
+static void *hook_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p = real.mmap64(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED && mr_tracker_wants())
+        mr_tracker_record_alloc(p, len, MR_MMAP);
+    return p;
+}
+
+static int hook_munmap(void *addr, size_t len)
+{
+    if (addr != NULL && mr_tracker_wants())
+        mr_tracker_record_free(addr, MR_MUNMAP, len);
+    return real.munmap(addr, len);
+}
+
+static void hook_free_sized(void *p, size_t size)
+{
+    RECORD_FREE(p, MR_FREE);
+    real.free_sized(p, size);
+}
+
+static void hook_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    RECORD_FREE(p, MR_FREE);
+    real.free_aligned_sized(p, align, size);
+}
+
+static int patch_all(int restore);
+static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;
+static int installed; /* patch_lock; read unlocked by hook_dlopen (a stale 1
+                       * only costs a patch pass that finds nothing to do) */
+
+/* A library loaded while tracking gets its slots patched before anyone can
+ * call into it. */
+static void *hook_dlopen(const char *file, int flags)
+{
+    void *h = real.dlopen(file, flags);
+    if (h != NULL && __atomic_load_n(&installed, __ATOMIC_RELAXED)) {
+        mr_tracker_guard++;
+        pthread_mutex_lock(&patch_lock);
+        if (installed)
+            patch_all(0);
+        pthread_mutex_unlock(&patch_lock);
+        mr_tracker_guard--;
+        mr_tracker_objects_changed();
+    }
+    return h;
+}
+
+static int hook_dlclose(void *handle)
+{
+    int rc = real.dlclose(handle);
+    if (rc == 0 && __atomic_load_n(&installed, __ATOMIC_RELAXED))
+        mr_tracker_objects_changed();
+    return rc;
+}
+
+static int hook_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+                      unsigned long a5)
+{
+    int rc = real.prctl(option, a2, a3, a4, a5);
+    if (rc == 0 && option == PR_SET_NAME && a2 != 0 && mr_tracker_wants())
+        mr_tracker_record_thread_name(0, (const char *)a2, strnlen((const char *)a2, 16));
+    return rc;
+}
+
+/* glibc names the calling thread by writing /proc, not through prctl. */
+static int hook_pthread_setname_np(pthread_t th, const char *name)
+{
+    int rc = real.pthread_setname_np(th, name);
+    if (rc == 0 && pthread_equal(th, pthread_self()) && mr_tracker_wants())
+        mr_tracker_record_thread_name(0, name, strnlen(name, 16));
+    return rc;
+}
+
+typedef struct hook {
+    const char *name;
+    void *hook;
+    void **real;
+} hook_t;
+
+#define HOOK(fn) {#fn, (void *)hook_##fn, (void **)&real.fn}
+static const hook_t hooks[] = {
+    HOOK(malloc),         HOOK(free),          HOOK(calloc),    HOOK(realloc),
+    HOOK(reallocarray),   HOOK(posix_memalign), HOOK(aligned_alloc), HOOK(memalign),
+    HOOK(valloc),         HOOK(pvalloc),       HOOK(mmap),      HOOK(mmap64),
+    HOOK(munmap),         HOOK(free_sized),    HOOK(free_aligned_sized),
+    HOOK(dlopen),         HOOK(dlclose),       HOOK(prctl),     HOOK(pthread_setname_np),
+};
+#define N_HOOKS (sizeof hooks / sizeof hooks[0])
+
+static int resolved;
+
+static void resolve_real(void)
+{
+    for (size_t i = 0; i < N_HOOKS; i++)
+        *hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name);
+    resolved = 1;
+}
+
+static const hook_t *find_hook(const char *name)
+{
+    /* All hooked names start with one of these letters: most symbols are
+     * rejected by the first byte. */
+    switch (name[0]) {
+    case 'm': case 'f': case 'c': case 'r': case 'p': case 'a': case 'v': case 'd':
+        break;
+    default:
+        return NULL;
+    }
+    for (size_t i = 0; i < N_HOOKS; i++)
+        if (strcmp(name, hooks[i].name) == 0)
+            return *hooks[i].real != NULL ? &hooks[i] : NULL;
+    return NULL;
+}
+
+typedef struct object_info {
+    uintptr_t base;
+    uintptr_t relro_start, relro_end;
+    const ElfW(Sym) *symtab;
+    const char *strtab;
+    size_t strsz;
+    int restore;
+    int err;
+} object_info_t;
+
+static uintptr_t dyn_addr(const struct dl_phdr_info *info, ElfW(Addr) ptr)
+{
+    /* ld.so relocates most d_ptr entries in place; the vdso's are not. */
+    return ptr < info->dlpi_addr ? info->dlpi_addr + ptr : ptr;
+}
+
+static void patch_slot(object_info_t *o, void **slot, const hook_t *h)
+{
+    void *want = o->restore ? *h->real : h->hook;
+    void *unwanted = o->restore ? h->hook : NULL;
+    if (*slot == want || (unwanted != NULL && *slot != unwanted))
+        return;
+    uintptr_t addr = (uintptr_t)slot;
+    int in_relro = addr >= o->relro_start && addr + sizeof(void *) <= o->relro_end;
+    if (in_relro) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        void *start = (void *)(addr & ~(uintptr_t)(page - 1));
+        if (mprotect(start, page, PROT_READ | PROT_WRITE) < 0) {
+            o->err = -errno;
+            return;
+        }
+        __atomic_store_n(slot, want, __ATOMIC_RELEASE);
+        mprotect(start, page, PROT_READ);
+    } else {
+        __atomic_store_n(slot, want, __ATOMIC_RELEASE);
+    }
+}
+
+static void patch_relocs(object_info_t *o, uintptr_t table, size_t size, size_t entsize)
+{
+    if (table == 0 || size == 0 || entsize == 0)
+        return;
+    for (size_t off = 0; off + entsize <= size; off += entsize) {
+        /* ElfW(Rel) and ElfW(Rela) start alike: r_offset, r_info. */
+        const ElfW(Rel) *r = (const ElfW(Rel) *)(table + off);
+        unsigned long type = ELF64_R_TYPE(r->r_info);
+        if (type != R_JUMP_SLOT && type != R_GLOB_DAT)
+            continue;
+        size_t sym = ELF64_R_SYM(r->r_info);
+        ElfW(Word) name_off = o->symtab[sym].st_name;
+        if (o->strsz != 0 && name_off >= o->strsz)
+            continue;
+        const hook_t *h = find_hook(o->strtab + name_off);
+        if (h != NULL)
+            patch_slot(o, (void **)(o->base + r->r_offset), h);
+    }
+}
+
+static int contains_self(const struct dl_phdr_info *info)
+{
+    uintptr_t self = (uintptr_t)&patch_relocs;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (self >= start && self < start + ph->p_memsz)
+            return 1;
+    }
+    return 0;
+}
+
+static int skipped(const char *name)
+{
+    /* The loader runs before and beneath everything; the vdso has no GOT;
+     * sanitizer runtimes implement the allocator we would forward to. */
+    static const char *const skip[] = {"linux-vdso", "/ld-linux", "ld-linux-", "libasan",
+                                       "libubsan", "libtsan", "liblsan"};
+    for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
+        if (strstr(name, skip[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    object_info_t *o = data;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (skipped(name) || contains_self(info))
+        return 0;
+    const ElfW(Dyn) *dyn = NULL;
+    o->base = info->dlpi_addr;
+    o->relro_start = o->relro_end = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
+        else if (ph->p_type == PT_GNU_RELRO) {
+            o->relro_start = info->dlpi_addr + ph->p_vaddr;
+            o->relro_end = o->relro_start + ph->p_memsz;
+        }
+    }
+    if (dyn == NULL)
+        return 0;
+    uintptr_t jmprel = 0, rela = 0, rel = 0;
+    size_t pltrelsz = 0, relasz = 0, relsz = 0, relaent = sizeof(ElfW(Rela)),
+           relent = sizeof(ElfW(Rel));
+    long pltrel = DT_RELA;
+    o->symtab = NULL;
+    o->strtab = NULL;
+    o->strsz = 0;
+    for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
+        switch (d->d_tag) {
+        case DT_SYMTAB: o->symtab = (const ElfW(Sym) *)dyn_addr(info, d->d_un.d_ptr); break;
+        case DT_STRTAB: o->strtab = (const char *)dyn_addr(info, d->d_un.d_ptr); break;
+        case DT_STRSZ: o->strsz = d->d_un.d_val; break;
+        case DT_JMPREL: jmprel = dyn_addr(info, d->d_un.d_ptr); break;
+        case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
+        case DT_PLTREL: pltrel = (long)d->d_un.d_val; break;
+        case DT_RELA: rela = dyn_addr(info, d->d_un.d_ptr); break;
+        case DT_RELASZ: relasz = d->d_un.d_val; break;
+        case DT_RELAENT: relaent = d->d_un.d_val; break;
+        case DT_REL: rel = dyn_addr(info, d->d_un.d_ptr); break;
+        case DT_RELSZ: relsz = d->d_un.d_val; break;
+        case DT_RELENT: relent = d->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (o->symtab == NULL || o->strtab == NULL)
+        return 0;
+    patch_relocs(o, jmprel, pltrelsz, pltrel == DT_RELA ? relaent : relent);
+    patch_relocs(o, rela, relasz, relaent);
+    patch_relocs(o, rel, relsz, relent);
+    return 0;
+}
+
+/* patch_lock held. */
+static int patch_all(int restore)
+{
+    object_info_t o = {.restore = restore};
+    dl_iterate_phdr(patch_object, &o);
+    return o.err;
+}
+
+int mr_hooks_install(void)
+{
+    pthread_mutex_lock(&patch_lock);
+    if (!resolved)
+        resolve_real();
+    int rc = 0;
+    if (real.malloc == NULL || real.free == NULL)
+        rc = -ENOSYS;
+    else
+        rc = patch_all(0);
+    if (rc == 0)
+        __atomic_store_n(&installed, 1, __ATOMIC_RELAXED);
+    else
+        patch_all(1);
+    pthread_mutex_unlock(&patch_lock);
+    return rc;
+}
+
+void mr_hooks_uninstall(void)
+{
+    pthread_mutex_lock(&patch_lock);
+    __atomic_store_n(&installed, 0, __ATOMIC_RELAXED);
+    patch_all(1);
+    pthread_mutex_unlock(&patch_lock);
+}

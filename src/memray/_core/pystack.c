@@ -1,1 +1,362 @@
-/* placeholder until written */
+/* pystack.c: reading the calling thread's Python frames inside an allocation
+ * hook, interning code objects, frames and stack-trie nodes, and the pymalloc
+ * wrappers. The only tracker file that includes Python.h; every CPython
+ * version dependency lives here (this file supports CPython 3.11). It never
+ * walks another thread's frames, never takes the GIL and never allocates
+ * through Python. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
+#error "pystack.c reads CPython 3.11 interpreter frames; port it for this version"
+#endif
+
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "format.h"
+#include "hashmap.h"
+#include "pystack.h"
+#include "tracker.h"
+
+/* Interning tables: writer lock. Ids are those handed out by the writer. */
+static mr_hm_t code_ids;  /* PyCodeObject* -> CODE id */
+static mr_hm_t instr_ids; /* CODE id << 32 | instruction offset -> FRAME id */
+static mr_hm_t line_ids;  /* CODE id << 32 | line -> FRAME id */
+static mr_hm_t node_ids;  /* parent NODE id << 32 | FRAME id << 1 | entry -> NODE id */
+
+/* Code objects registered while tracking, kept alive so their address cannot
+ * be reused by another code object while it is a key of code_ids. Entries
+ * below refs_held have been INCREF'd; the rest wait for a hook that runs with
+ * the GIL held (a thread that released the GIL must not touch refcounts; its
+ * own frame keeps the code alive meanwhile). Writer lock. */
+static PyObject **refs;
+static size_t refs_n, refs_held, refs_cap;
+
+/* Hidden frames: written at start with the GIL held, before tracking is on;
+ * read by hooks afterwards. */
+static const void *boundary_frame;
+static uint32_t boundary_tid;
+
+static int grow(mr_pyframe_t **arr, uint32_t *cap, uint32_t need)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    mr_pyframe_t *p = realloc(*arr, n * sizeof *p);
+    if (p == NULL)
+        return -ENOMEM;
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+static inline size_t memo_slot(uint64_t parent, const void *instr)
+{
+    return (size_t)(mr_hm_hash(parent ^ (uint64_t)(uintptr_t)instr) & (MR_PYSTACK_MEMO - 1));
+}
+
+int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
+{
+    if (c->generation != generation) {
+        c->cache_n = 0;
+        c->generation = generation;
+        memset(c->memo, 0, sizeof c->memo);
+    }
+    c->walk_n = 0;
+    c->matched = 0;
+    /* The thread's own state, whether or not it holds the GIL now. */
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL || ts->cframe == NULL)
+        return 0;
+    uint32_t n = 0;
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+        /* A frame still copying its arguments has no line yet. */
+        if (_PyFrame_IsIncomplete(f))
+            continue;
+        if (n == c->walk_cap && grow(&c->walk, &c->walk_cap, n + 1) < 0)
+            return -ENOMEM;
+        c->walk[n++] = (mr_pyframe_t){f, f->f_code, f->prev_instr, 0, f->is_entry};
+        if (f == boundary_frame && tid == boundary_tid)
+            break;
+    }
+    c->walk_n = n;
+    uint32_t m = n < c->cache_n ? n : c->cache_n;
+    uint32_t k = 0;
+    while (k < m) {
+        const mr_pyframe_t *a = &c->walk[n - 1 - k], *b = &c->cache[k];
+        if (a->frame != b->frame || a->code != b->code || a->instr != b->instr)
+            break;
+        k++;
+    }
+    /* Extend the match through the memo: frames that differ from last time
+     * only in where they are, at places seen before. */
+    if (k < n && grow(&c->cache, &c->cache_cap, n) < 0)
+        return -ENOMEM;
+    uint32_t prefix = k;
+    while (k < n) {
+        const mr_pyframe_t *f = &c->walk[n - 1 - k];
+        uint64_t parent = k ? c->cache[k - 1].node : 0;
+        const mr_pystack_memo_t *e = &c->memo[memo_slot(parent, f->instr)];
+        if (e->instr != f->instr || e->parent != parent || e->node == 0)
+            break;
+        c->cache[k] = *f;
+        c->cache[k].node = e->node;
+        k++;
+    }
+    /* Entries past k now hang off another parent: drop them. */
+    if (k > prefix)
+        c->cache_n = k;
+    c->matched = k;
+    return 0;
+}
+
+/* Appends s as UTF-8 to buf (cap bytes), without allocating and without the
+ * GIL: str objects are immutable. Returns the length written. */
+static size_t utf8_of(PyObject *s, char *buf, size_t cap)
+{
+    if (s == NULL || !PyUnicode_Check(s) || !PyUnicode_IS_READY(s)) {
+        memcpy(buf, "???", 3);
+        return 3;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_IS_COMPACT_ASCII(s)) {
+        size_t n = (size_t)len < cap ? (size_t)len : cap;
+        memcpy(buf, PyUnicode_DATA(s), n);
+        return n;
+    }
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    size_t o = 0;
+    for (Py_ssize_t i = 0; i < len && o + 4 <= cap; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch < 0x80) {
+            buf[o++] = (char)ch;
+        } else if (ch < 0x800) {
+            buf[o++] = (char)(0xC0 | (ch >> 6));
+            buf[o++] = (char)(0x80 | (ch & 0x3F));
+        } else if (ch >= 0xD800 && ch <= 0xDFFF) {
+            buf[o++] = '?'; /* lone surrogate: not encodable */
+        } else if (ch < 0x10000) {
+            buf[o++] = (char)(0xE0 | (ch >> 12));
+            buf[o++] = (char)(0x80 | ((ch >> 6) & 0x3F));
+            buf[o++] = (char)(0x80 | (ch & 0x3F));
+        } else {
+            buf[o++] = (char)(0xF0 | (ch >> 18));
+            buf[o++] = (char)(0x80 | ((ch >> 12) & 0x3F));
+            buf[o++] = (char)(0x80 | ((ch >> 6) & 0x3F));
+            buf[o++] = (char)(0x80 | (ch & 0x3F));
+        }
+    }
+    return o;
+}
+
+static void hold_pending_refs_locked(void)
+{
+    while (refs_held < refs_n)
+        Py_INCREF(refs[refs_held++]);
+}
+
+static int intern_code(mr_writer_t *w, PyCodeObject *code, uint64_t *id)
+{
+    if (mr_hm_get(&code_ids, (uint64_t)(uintptr_t)code, id))
+        return 0;
+    if (refs_n == refs_cap) {
+        size_t n = refs_cap ? refs_cap * 2 : 256;
+        PyObject **p = realloc(refs, n * sizeof *p);
+        if (p == NULL)
+            return -ENOMEM;
+        refs = p;
+        refs_cap = n;
+    }
+    char name[1024], file[4096];
+    size_t name_len = utf8_of(code->co_name, name, sizeof name);
+    size_t file_len = utf8_of(code->co_filename, file, sizeof file);
+    int rc = mr_writer_code(w, name, name_len, file, file_len, (uint32_t)code->co_firstlineno, id);
+    if (rc < 0)
+        return rc;
+    if ((rc = mr_hm_put(&code_ids, (uint64_t)(uintptr_t)code, *id)) < 0)
+        return rc;
+    refs[refs_n++] = (PyObject *)code;
+    if (PyGILState_Check())
+        hold_pending_refs_locked();
+    return 0;
+}
+
+static int intern_frame(mr_writer_t *w, const mr_pyframe_t *f, uint64_t *frame_id)
+{
+    PyCodeObject *code = (PyCodeObject *)f->code;
+    uint64_t code_id;
+    int rc = intern_code(w, code, &code_id);
+    if (rc < 0)
+        return rc;
+    if (code_id >= (1ull << 32))
+        return -EOVERFLOW;
+    uint64_t offset = (uint64_t)((const _Py_CODEUNIT *)f->instr - _PyCode_CODE(code));
+    uint64_t ikey = code_id << 32 | (offset & 0xFFFFFFFFu);
+    if (mr_hm_get(&instr_ids, ikey, frame_id))
+        return 0;
+    int line = PyCode_Addr2Line(code, (int)(offset * sizeof(_Py_CODEUNIT)));
+    if (line < 0)
+        line = 0;
+    uint64_t lkey = code_id << 32 | (uint32_t)line;
+    if (!mr_hm_get(&line_ids, lkey, frame_id)) {
+        if ((rc = mr_writer_frame(w, code_id, (uint32_t)line, frame_id)) < 0)
+            return rc;
+        if ((rc = mr_hm_put(&line_ids, lkey, *frame_id)) < 0)
+            return rc;
+    }
+    return mr_hm_put(&instr_ids, ikey, *frame_id);
+}
+
+int mr_pystack_resolve_locked(mr_pystack_cache_t *c, mr_writer_t *w, uint64_t *node)
+{
+    uint32_t n = c->walk_n, k = c->matched;
+    if (refs_held < refs_n && PyGILState_Check())
+        hold_pending_refs_locked();
+    if (k == n) {
+        *node = n ? c->cache[n - 1].node : 0;
+        return 0;
+    }
+    if (grow(&c->cache, &c->cache_cap, n) < 0)
+        return -ENOMEM;
+    uint64_t parent = k ? c->cache[k - 1].node : 0;
+    c->cache_n = k; /* entries past k are rewritten below */
+    for (uint32_t i = k; i < n; i++) {
+        const mr_pyframe_t *f = &c->walk[n - 1 - i];
+        uint64_t frame_id, id;
+        int rc = intern_frame(w, f, &frame_id);
+        if (rc < 0)
+            return rc;
+        if (parent >= (1ull << 32) || frame_id >= (1ull << 31))
+            return -EOVERFLOW;
+        uint64_t key = parent << 32 | frame_id << 1 | f->entry;
+        if (!mr_hm_get(&node_ids, key, &id)) {
+            if ((rc = mr_writer_node(w, parent, frame_id, f->entry, &id)) < 0)
+                return rc;
+            if ((rc = mr_hm_put(&node_ids, key, id)) < 0)
+                return rc;
+        }
+        mr_pystack_memo_t *e = &c->memo[memo_slot(parent, f->instr)];
+        *e = (mr_pystack_memo_t){parent, f->instr, id};
+        c->cache[i] = *f;
+        c->cache[i].node = id;
+        c->cache_n = i + 1;
+        parent = id;
+    }
+    *node = parent;
+    return 0;
+}
+
+void mr_pystack_cache_free(mr_pystack_cache_t *c)
+{
+    free(c->cache);
+    free(c->walk);
+    *c = (mr_pystack_cache_t){0};
+}
+
+void mr_pystack_reset_locked(void)
+{
+    mr_hm_destroy(&code_ids);
+    mr_hm_destroy(&instr_ids);
+    mr_hm_destroy(&line_ids);
+    mr_hm_destroy(&node_ids);
+}
+
+void mr_pystack_set_boundary(void *frame_object, uint32_t tid)
+{
+    PyObject *f = frame_object;
+    boundary_frame = (f != NULL && PyFrame_Check(f)) ? ((PyFrameObject *)f)->f_frame : NULL;
+    boundary_tid = tid;
+}
+
+void mr_pystack_release_code_refs(void)
+{
+    /* Only the held ones: pending ones were never INCREF'd. */
+    size_t held = refs_held;
+    PyObject **r = refs;
+    refs = NULL;
+    refs_n = refs_held = refs_cap = 0;
+    for (size_t i = 0; i < held; i++)
+        Py_DECREF(r[i]);
+    free(r);
+}
+
+uint32_t mr_pystack_python_hexversion(void)
+{
+    return PY_VERSION_HEX;
+}
+
+/* pymalloc wrappers. ctx is the wrapped allocator. The guard is raised around
+ * the wrapped call so the malloc pymalloc makes for large blocks is not
+ * recorded a second time. */
+static PyMemAllocatorEx orig_mem, orig_obj;
+static int pymalloc_wrapped;
+
+static void *pm_malloc(void *ctx, size_t n)
+{
+    PyMemAllocatorEx *a = ctx;
+    mr_tracker_guard++;
+    void *p = a->malloc(a->ctx, n);
+    mr_tracker_guard--;
+    if (p != NULL && mr_tracker_wants())
+        mr_tracker_record_alloc(p, n, MR_PYMALLOC_MALLOC);
+    return p;
+}
+
+static void *pm_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    PyMemAllocatorEx *a = ctx;
+    mr_tracker_guard++;
+    void *p = a->calloc(a->ctx, nelem, elsize);
+    mr_tracker_guard--;
+    if (p != NULL && mr_tracker_wants())
+        mr_tracker_record_alloc(p, nelem * elsize, MR_PYMALLOC_CALLOC);
+    return p;
+}
+
+static void *pm_realloc(void *ctx, void *ptr, size_t n)
+{
+    PyMemAllocatorEx *a = ctx;
+    if (ptr != NULL && mr_tracker_wants())
+        mr_tracker_record_free(ptr, MR_PYMALLOC_FREE, 0);
+    mr_tracker_guard++;
+    void *p = a->realloc(a->ctx, ptr, n);
+    mr_tracker_guard--;
+    if (p != NULL && mr_tracker_wants())
+        mr_tracker_record_alloc(p, n, MR_PYMALLOC_REALLOC);
+    return p;
+}
+
+static void pm_free(void *ctx, void *ptr)
+{
+    PyMemAllocatorEx *a = ctx;
+    if (ptr != NULL && mr_tracker_wants())
+        mr_tracker_record_free(ptr, MR_PYMALLOC_FREE, 0);
+    mr_tracker_guard++;
+    a->free(a->ctx, ptr);
+    mr_tracker_guard--;
+}
+
+void mr_pystack_trace_pymalloc(int on)
+{
+    if (on && !pymalloc_wrapped) {
+        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &orig_mem);
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &orig_obj);
+        PyMemAllocatorEx mem = {&orig_mem, pm_malloc, pm_calloc, pm_realloc, pm_free};
+        PyMemAllocatorEx obj = {&orig_obj, pm_malloc, pm_calloc, pm_realloc, pm_free};
+        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
+        pymalloc_wrapped = 1;
+    } else if (!on && pymalloc_wrapped) {
+        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &orig_mem);
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &orig_obj);
+        pymalloc_wrapped = 0;
+    }
+}

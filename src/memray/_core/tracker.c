@@ -1,1 +1,559 @@
-/* placeholder until written */
+/* tracker.c: global tracking state, per-thread state, the writer lock, fork
+ * handlers and the memory sampler thread. Events come in from hooks.c and the
+ * pymalloc wrappers; stacks come from pystack.c; bytes go out via writer.c or,
+ * for aggregated captures, into aggregate.c until tracking stops. */
+#define _GNU_SOURCE
+#include "tracker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aggregate.h"
+#include "format.h"
+#include "hooks.h"
+#include "native.h"
+#include "pystack.h"
+#include "sink.h"
+#include "writer.h"
+
+int mr_tracker_active;
+__thread int mr_tracker_guard MR_TLS;
+
+typedef struct mr_thread {
+    uint32_t tid;
+    mr_pystack_cache_t py;
+    mr_native_cache_t native;
+} mr_thread_t;
+
+static __thread mr_thread_t *t_thread MR_TLS;
+static pthread_key_t thread_key;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Everything below is guarded by g.lock (the writer lock) unless said
+ * otherwise. */
+static struct {
+    pthread_mutex_t lock;
+    int started;          /* between start and stop (GIL-holding callers only) */
+    int failed;           /* errno that stopped recording early, 0 if none */
+    int inherited;        /* forked child not following: the capture is the parent's */
+    mr_writer_t writer;
+    mr_agg_t *agg;        /* aggregated captures: the events fold in here */
+    uint64_t generation;  /* bumped per capture: invalidates per-thread caches */
+    mr_tracker_options_t opts; /* strings owned (copies) */
+    char *path;           /* the file this process writes */
+    uint16_t flags;
+    uint64_t start_mono_ns;
+    /* sampler: its own mutex and condition so stop can wake it */
+    pthread_mutex_t sampler_lock;
+    pthread_cond_t sampler_cond;
+    int sampler_stop;     /* sampler_lock */
+    int sampler_running;  /* GIL-holding callers and fork child */
+    pthread_t sampler;
+    int statm_fd;
+} g = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
+    .statm_fd = -1,
+};
+
+uint32_t mr_tracker_gettid(void)
+{
+    return (uint32_t)syscall(SYS_gettid);
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ms_since_start(void)
+{
+    return (now_ns(CLOCK_MONOTONIC) - g.start_mono_ns) / 1000000u;
+}
+
+static void thread_destroy(void *arg)
+{
+    mr_thread_t *t = arg;
+    mr_tracker_guard++;
+    if (t_thread == t)
+        t_thread = NULL;
+    mr_pystack_cache_free(&t->py);
+    mr_native_cache_free(&t->native);
+    free(t);
+    mr_tracker_guard--;
+}
+
+static void atfork_prepare(void);
+static void atfork_parent(void);
+static void atfork_child(void);
+
+static void init_once(void)
+{
+    pthread_key_create(&thread_key, thread_destroy);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* The calling thread's state, created on first use. Guard held. */
+static mr_thread_t *thread_get(void)
+{
+    mr_thread_t *t = t_thread;
+    if (MR_LIKELY(t != NULL))
+        return t;
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->tid = mr_tracker_gettid();
+    pthread_setspecific(thread_key, t);
+    t_thread = t;
+    return t;
+}
+
+/* Recording broke (disk full, socket gone, out of memory): stop recording for
+ * good, keep the program running, report at stop. */
+static void fail_locked(int rc)
+{
+    if (g.failed == 0)
+        g.failed = -rc;
+    __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
+}
+
+void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
+{
+    mr_tracker_guard++;
+    mr_thread_t *t = thread_get();
+    if (t == NULL)
+        goto out;
+    uint64_t generation = __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
+    int rc = mr_pystack_walk(&t->py, t->tid, generation);
+    int native = g.flags & MR_FLAG_NATIVE;
+    if (native)
+        mr_native_walk(&t->native, generation);
+    pthread_mutex_lock(&g.lock);
+    if (!mr_tracker_active || t->py.generation != g.generation)
+        goto unlock;
+    uint64_t node = 0, native_node = 0;
+    if (rc == 0)
+        rc = mr_pystack_resolve_locked(&t->py, &g.writer, &node);
+    if (rc == 0 && native)
+        rc = mr_native_resolve_locked(&t->native, &g.writer, &native_node);
+    if (rc == 0) {
+        if (g.agg != NULL) {
+            mr_loc_key_t key = {t->tid, allocator, node, native_node};
+            rc = mr_agg_alloc(g.agg, &key, (uintptr_t)ptr, size);
+        } else {
+            rc = mr_writer_alloc(&g.writer, t->tid, allocator, (uintptr_t)ptr, size, node,
+                                 native_node);
+        }
+    }
+    if (rc < 0)
+        fail_locked(rc);
+unlock:
+    pthread_mutex_unlock(&g.lock);
+out:
+    mr_tracker_guard--;
+}
+
+void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
+{
+    mr_tracker_guard++;
+    mr_thread_t *t = thread_get();
+    if (t == NULL)
+        goto out;
+    pthread_mutex_lock(&g.lock);
+    if (mr_tracker_active) {
+        if (g.agg != NULL) {
+            mr_agg_free(g.agg, (uintptr_t)ptr, len, allocator == MR_MUNMAP);
+        } else {
+            int rc = mr_writer_free(&g.writer, t->tid, allocator, (uintptr_t)ptr, len);
+            if (rc < 0)
+                fail_locked(rc);
+        }
+    }
+    pthread_mutex_unlock(&g.lock);
+out:
+    mr_tracker_guard--;
+}
+
+void mr_tracker_objects_changed(void)
+{
+    if (!(g.flags & MR_FLAG_NATIVE))
+        return;
+    mr_tracker_guard++;
+    pthread_mutex_lock(&g.lock);
+    if (mr_tracker_active) {
+        int rc = mr_native_write_mappings_locked(&g.writer);
+        if (rc < 0)
+            fail_locked(rc);
+    }
+    pthread_mutex_unlock(&g.lock);
+    mr_tracker_guard--;
+}
+
+void mr_tracker_record_thread_name(uint32_t tid, const char *name, size_t len)
+{
+    mr_tracker_guard++;
+    if (tid == 0) {
+        mr_thread_t *t = thread_get();
+        tid = t ? t->tid : mr_tracker_gettid();
+    }
+    pthread_mutex_lock(&g.lock);
+    if (mr_tracker_active) {
+        int rc = mr_writer_thread_name(&g.writer, tid, name, len);
+        if (rc < 0)
+            fail_locked(rc);
+    }
+    pthread_mutex_unlock(&g.lock);
+    mr_tracker_guard--;
+}
+
+/* Resident set size in bytes from /proc/self/statm, 0 if unreadable. No
+ * allocation: the descriptor stays open and is re-read from offset 0. */
+static uint64_t read_rss(void)
+{
+    char buf[128];
+    if (g.statm_fd < 0)
+        return 0;
+    ssize_t n = pread(g.statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long size = 0, resident = 0;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void snapshot_locked(void)
+{
+    if (!mr_tracker_active)
+        return;
+    uint64_t rss = read_rss();
+    int rc = mr_writer_memory(&g.writer, ms_since_start(), rss, g.agg != NULL,
+                              g.agg ? mr_agg_heap(g.agg) : 0);
+    if (rc < 0)
+        fail_locked(rc);
+}
+
+static void *sampler_main(void *arg)
+{
+    (void)arg;
+    mr_tracker_guard = 1; /* nothing this thread does is the program's */
+    pthread_mutex_lock(&g.sampler_lock);
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    while (!g.sampler_stop) {
+        uint64_t ns = (uint64_t)next.tv_nsec + (uint64_t)g.opts.interval_ms * 1000000u;
+        next.tv_sec += (time_t)(ns / 1000000000u);
+        next.tv_nsec = (long)(ns % 1000000000u);
+        int rc = 0;
+        while (!g.sampler_stop && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&g.sampler_cond, &g.sampler_lock, &next);
+        if (g.sampler_stop)
+            break;
+        pthread_mutex_unlock(&g.sampler_lock);
+        pthread_mutex_lock(&g.lock);
+        snapshot_locked();
+        pthread_mutex_unlock(&g.lock);
+        pthread_mutex_lock(&g.sampler_lock);
+    }
+    pthread_mutex_unlock(&g.sampler_lock);
+    return NULL;
+}
+
+static int sampler_start(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g.sampler_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    g.sampler_stop = 0;
+    /* Signals are for the program's threads, never for this one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&g.sampler, NULL, sampler_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -rc;
+    g.sampler_running = 1;
+    return 0;
+}
+
+static void sampler_stop(void)
+{
+    if (!g.sampler_running)
+        return;
+    pthread_mutex_lock(&g.sampler_lock);
+    g.sampler_stop = 1;
+    pthread_cond_signal(&g.sampler_cond);
+    pthread_mutex_unlock(&g.sampler_lock);
+    pthread_join(g.sampler, NULL);
+    g.sampler_running = 0;
+}
+
+/* Opens path and writes the header; the capture then belongs to g.writer. */
+static int open_capture_locked(const char *path, int overwrite, int buffered)
+{
+    mr_sink_t *sink;
+    int rc = mr_sink_open_file(path, overwrite, buffered, &sink);
+    if (rc < 0)
+        return rc;
+    const char *cmd = g.opts.command_line ? g.opts.command_line : "";
+    mr_header_info_t info = {
+        .flags = g.flags,
+        .python_allocator = (uint8_t)g.opts.python_allocator,
+        .pid = (uint32_t)getpid(),
+        .main_tid = mr_tracker_gettid(),
+        .start_ms = now_ns(CLOCK_REALTIME) / 1000000u,
+        .py_hexversion = mr_pystack_python_hexversion(),
+        .interval_ms = g.opts.interval_ms,
+        .command_line = cmd,
+        .command_line_len = strlen(cmd),
+    };
+    g.start_mono_ns = now_ns(CLOCK_MONOTONIC);
+    rc = mr_writer_init(&g.writer, sink, &info);
+    if (rc < 0) {
+        mr_sink_close(sink);
+        unlink(path);
+        return rc;
+    }
+    if (g.opts.aggregated && (rc = mr_agg_new(&g.agg)) < 0) {
+        mr_sink_close(g.writer.sink);
+        unlink(path);
+        return rc;
+    }
+    g.generation++;
+    mr_pystack_reset_locked();
+    mr_native_reset_locked();
+    if (g.flags & MR_FLAG_NATIVE) {
+        mr_native_init();
+        if ((rc = mr_native_write_mappings_locked(&g.writer)) < 0) {
+            mr_sink_close(g.writer.sink);
+            unlink(path);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void free_options(void)
+{
+    free((char *)g.opts.path);
+    free((char *)g.opts.command_line);
+    free(g.path);
+    g.opts.path = g.opts.command_line = NULL;
+    g.path = NULL;
+}
+
+int mr_tracker_start(const mr_tracker_options_t *opts)
+{
+    pthread_once(&once, init_once);
+    if (g.started)
+        return -EBUSY;
+    mr_tracker_guard++;
+    int rc = 0;
+    g.opts = *opts;
+    g.opts.path = strdup(opts->path);
+    g.opts.command_line = strdup(opts->command_line ? opts->command_line : "");
+    g.path = strdup(opts->path);
+    if (g.opts.interval_ms == 0)
+        g.opts.interval_ms = 10;
+    g.flags = (uint16_t)((opts->native ? MR_FLAG_NATIVE : 0) |
+                         (opts->trace_pymalloc ? MR_FLAG_PYALLOC : 0) |
+                         (opts->aggregated ? MR_FLAG_AGGREGATED : 0));
+    g.failed = 0;
+    g.inherited = 0;
+    if (g.opts.path == NULL || g.opts.command_line == NULL || g.path == NULL) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    /* Tests make the n-th write of the capture fail (fault injection). */
+    const char *fault = getenv("MEMRAY_TEST_FAIL_WRITE_AFTER");
+    mr_sink_inject_failure(fault ? strtoull(fault, NULL, 10) : 0);
+    pthread_mutex_lock(&g.lock);
+    rc = open_capture_locked(g.path, opts->overwrite, opts->buffered);
+    pthread_mutex_unlock(&g.lock);
+    if (rc < 0)
+        goto fail;
+    g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if ((rc = mr_hooks_install()) < 0) {
+        pthread_mutex_lock(&g.lock);
+        mr_sink_close(g.writer.sink);
+        pthread_mutex_unlock(&g.lock);
+        unlink(g.path);
+        goto fail;
+    }
+    g.started = 1;
+    if (opts->trace_pymalloc)
+        mr_pystack_trace_pymalloc(1);
+    pthread_mutex_lock(&g.lock);
+    __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
+    snapshot_locked();
+    pthread_mutex_unlock(&g.lock);
+    rc = sampler_start();
+    if (rc < 0) {
+        mr_tracker_guard--;
+        mr_tracker_stop();
+        return rc;
+    }
+    mr_tracker_guard--;
+    return 0;
+fail:
+    if (g.statm_fd >= 0)
+        close(g.statm_fd);
+    g.statm_fd = -1;
+    free_options();
+    mr_tracker_guard--;
+    return rc;
+}
+
+int mr_tracker_stop(void)
+{
+    if (!g.started)
+        return -ESRCH;
+    mr_tracker_guard++;
+    sampler_stop();
+    if (g.opts.trace_pymalloc)
+        mr_pystack_trace_pymalloc(0);
+    pthread_mutex_lock(&g.lock);
+    int rc = 0;
+    if (g.inherited) {
+        /* A child that did not follow the fork: the open capture is the
+         * parent's, and the parent finishes it. */
+        __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
+        mr_sink_abandon(g.writer.sink);
+    } else {
+        snapshot_locked();
+        uint64_t ms = ms_since_start();
+        __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
+        int wrc = 0;
+        uint64_t total = g.writer.n_allocs, peak = 0;
+        if (g.agg != NULL && g.failed == 0) {
+            mr_agg_row_t *rows = NULL;
+            size_t n = 0;
+            wrc = mr_agg_rows(g.agg, &rows, &n);
+            for (size_t i = 0; wrc == 0 && i < n; i++)
+                wrc = mr_writer_agg(&g.writer, rows[i].key.tid, rows[i].key.allocator,
+                                    rows[i].key.stack, rows[i].key.native, rows[i].peak_n,
+                                    rows[i].peak_bytes, rows[i].leak_n, rows[i].leak_bytes);
+            free(rows);
+            total = mr_agg_total_allocations(g.agg);
+            peak = mr_agg_peak(g.agg);
+        }
+        if (wrc == 0 && g.failed == 0)
+            wrc = mr_writer_trailer(&g.writer, ms, total, peak, 0);
+        if (wrc < 0 && g.failed == 0)
+            g.failed = -wrc;
+        int crc = mr_sink_close(g.writer.sink);
+        if (crc < 0 && g.failed == 0)
+            g.failed = -crc;
+        rc = g.failed ? -g.failed : 0;
+    }
+    g.writer.sink = NULL;
+    if (g.agg != NULL) {
+        mr_agg_destroy(g.agg);
+        g.agg = NULL;
+    }
+    mr_pystack_reset_locked();
+    mr_native_reset_locked();
+    g.generation++;
+    pthread_mutex_unlock(&g.lock);
+    mr_hooks_uninstall();
+    if (rc == 0 && !g.inherited && g.opts.compress) {
+        int crc = mr_sink_compress_file(g.path);
+        if (crc < 0)
+            rc = crc;
+    }
+    if (g.statm_fd >= 0)
+        close(g.statm_fd);
+    g.statm_fd = -1;
+    free_options();
+    g.started = 0;
+    mr_tracker_guard--;
+    return rc;
+}
+
+int mr_tracker_is_started(void)
+{
+    return g.started;
+}
+
+const char *mr_tracker_path(void)
+{
+    return g.path;
+}
+
+/* fork(): the writer lock is taken across it so the child never inherits a
+ * half-written record or a lock held by a thread that does not exist there. */
+static void atfork_prepare(void)
+{
+    mr_tracker_guard++;
+    pthread_mutex_lock(&g.lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&g.lock);
+    mr_tracker_guard--;
+}
+
+static void atfork_child(void)
+{
+    pthread_mutex_unlock(&g.lock);
+    if (t_thread != NULL)
+        t_thread->tid = mr_tracker_gettid();
+    /* The sampler thread did not survive the fork. */
+    g.sampler_running = 0;
+    if (!g.started || g.inherited) {
+        mr_tracker_guard--;
+        return;
+    }
+    if (!g.opts.follow_fork || !mr_tracker_active) {
+        __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
+        g.inherited = 1;
+        mr_tracker_guard--;
+        return;
+    }
+    /* Follow the fork: drop the parent's capture and start <path>.<pid>,
+     * through the mapping so a child that ends with _exit keeps it all. */
+    __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
+    mr_sink_abandon(g.writer.sink);
+    g.writer.sink = NULL;
+    if (g.agg != NULL) {
+        mr_agg_destroy(g.agg);
+        g.agg = NULL;
+    }
+    size_t len = strlen(g.opts.path) + 32;
+    char *child_path = malloc(len);
+    if (child_path == NULL) {
+        g.inherited = 1; /* nothing open: stop just releases */
+        g.writer.sink = NULL;
+        mr_tracker_guard--;
+        return;
+    }
+    snprintf(child_path, len, "%s.%d", g.opts.path, (int)getpid());
+    free(g.path);
+    g.path = child_path;
+    g.failed = 0;
+    int rc = open_capture_locked(g.path, 1, 0);
+    if (rc == 0) {
+        __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
+        snapshot_locked();
+        sampler_start();
+    } else {
+        g.failed = -rc;
+        g.inherited = 1;
+    }
+    mr_tracker_guard--;
+}

@@ -1,1 +1,203 @@
-/* placeholder until written */
+/* writer.c: turns events into the records of format.h. Owns the delta state
+ * and id counters; no locking (the caller's), no I/O beyond the sink. */
+#include "writer.h"
+
+#include <errno.h>
+
+#include "format.h"
+
+/* Room for one fixed-size record: a tag and at most 8 varints. */
+#define REC_MAX (1 + 8 * MR_VARINT_MAX)
+
+int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info)
+{
+    uint8_t h[MR_HEADER_SIZE] = {0};
+    *w = (mr_writer_t){.sink = sink, .flags = info->flags};
+    memcpy(h + MR_HOFF_MAGIC, MR_MAGIC, MR_MAGIC_LEN);
+    mr_put_u16(h + MR_HOFF_VERSION, MR_FORMAT_VERSION);
+    mr_put_u16(h + MR_HOFF_FLAGS, info->flags);
+    h[MR_HOFF_PYALLOC] = info->python_allocator;
+    mr_put_u32(h + MR_HOFF_PID, info->pid);
+    mr_put_u32(h + MR_HOFF_MAIN_TID, info->main_tid);
+    mr_put_u64(h + MR_HOFF_START_MS, info->start_ms);
+    mr_put_u32(h + MR_HOFF_PY_HEXVERSION, info->py_hexversion);
+    mr_put_u32(h + MR_HOFF_INTERVAL_MS, info->interval_ms);
+    mr_put_u32(h + MR_HOFF_CMDLINE_LEN, (uint32_t)info->command_line_len);
+    int rc = mr_sink_write(sink, h, sizeof h);
+    if (rc == 0 && info->command_line_len > 0)
+        rc = mr_sink_write(sink, info->command_line, info->command_line_len);
+    return rc;
+}
+
+static uint8_t *put_thread_switch(mr_writer_t *w, uint8_t *p, uint32_t tid)
+{
+    if (tid != w->tid) {
+        *p++ = MR_TAG(MR_REC_THREAD, 0);
+        p = mr_put_uvarint(p, tid);
+        w->tid = tid;
+    }
+    return p;
+}
+
+/* The thread switch and the event go out in two sink writes, each a whole
+ * record, so a killed writer never leaves half of either. */
+int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr,
+                    uint64_t size, uint64_t stack, uint64_t native)
+{
+    uint8_t buf[REC_MAX + 1 + MR_VARINT_MAX];
+    uint8_t *p = buf;
+    if (tid != w->tid) {
+        p = put_thread_switch(w, p, tid);
+        int rc = mr_sink_write(w->sink, buf, (size_t)(p - buf));
+        if (rc < 0)
+            return rc;
+        p = buf;
+    }
+    *p++ = MR_TAG(MR_REC_ALLOC, allocator);
+    p = mr_put_svarint(p, (int64_t)(addr - w->addr));
+    p = mr_put_uvarint(p, size);
+    p = mr_put_svarint(p, (int64_t)(stack - w->stack));
+    if (w->flags & MR_FLAG_NATIVE) {
+        p = mr_put_svarint(p, (int64_t)(native - w->native));
+        w->native = native;
+    }
+    w->addr = addr;
+    w->stack = stack;
+    w->n_allocs++;
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}
+
+int mr_writer_free(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t len)
+{
+    uint8_t buf[REC_MAX];
+    uint8_t *p = buf;
+    if (tid != w->tid) {
+        p = put_thread_switch(w, p, tid);
+        int rc = mr_sink_write(w->sink, buf, (size_t)(p - buf));
+        if (rc < 0)
+            return rc;
+        p = buf;
+    }
+    *p++ = MR_TAG(MR_REC_FREE, allocator);
+    p = mr_put_svarint(p, (int64_t)(addr - w->addr));
+    if (allocator == MR_MUNMAP)
+        p = mr_put_uvarint(p, len);
+    w->addr = addr;
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}
+
+/* Writes a record made of a small head followed by strings: one sink write,
+ * so the record is whole or absent. Strings longer than fit are cut: a record
+ * is at most this big (names and paths are far shorter in practice). */
+#define STR_REC_MAX 8192
+
+static size_t put_string(uint8_t *p, const char *s, size_t len, size_t room)
+{
+    if (len > room - MR_VARINT_MAX)
+        len = room - MR_VARINT_MAX;
+    uint8_t *q = mr_put_uvarint(p, len);
+    memcpy(q, s, len);
+    return (size_t)(q - p) + len;
+}
+
+int mr_writer_code(mr_writer_t *w, const char *name, size_t name_len, const char *file,
+                   size_t file_len, uint32_t first_line, uint64_t *id)
+{
+    uint8_t buf[STR_REC_MAX];
+    size_t n = 0;
+    buf[n++] = MR_TAG(MR_REC_CODE, 0);
+    n += put_string(buf + n, name, name_len, (STR_REC_MAX - 2 * MR_VARINT_MAX) / 2);
+    n += put_string(buf + n, file, file_len, STR_REC_MAX - n - MR_VARINT_MAX);
+    n = (size_t)(mr_put_uvarint(buf + n, first_line) - buf);
+    int rc = mr_sink_write(w->sink, buf, n);
+    if (rc == 0)
+        *id = ++w->n_codes;
+    return rc;
+}
+
+static int write_pair(mr_writer_t *w, unsigned type, unsigned arg, uint64_t a, uint64_t b)
+{
+    uint8_t buf[1 + 2 * MR_VARINT_MAX];
+    uint8_t *p = buf;
+    *p++ = MR_TAG(type, arg);
+    p = mr_put_uvarint(p, a);
+    p = mr_put_uvarint(p, b);
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}
+
+int mr_writer_frame(mr_writer_t *w, uint64_t code, uint32_t line, uint64_t *id)
+{
+    int rc = write_pair(w, MR_REC_FRAME, 0, code, line);
+    if (rc == 0)
+        *id = ++w->n_frames;
+    return rc;
+}
+
+int mr_writer_node(mr_writer_t *w, uint64_t parent, uint64_t frame, int entry, uint64_t *id)
+{
+    int rc = write_pair(w, MR_REC_NODE, entry ? MR_NODE_ENTRY : 0, parent, frame);
+    if (rc == 0)
+        *id = ++w->n_nodes;
+    return rc;
+}
+
+int mr_writer_native_node(mr_writer_t *w, uint64_t parent, uint64_t ip, uint64_t *id)
+{
+    int rc = write_pair(w, MR_REC_NATIVE_NODE, 0, parent, ip);
+    if (rc == 0)
+        *id = ++w->n_native_nodes;
+    return rc;
+}
+
+int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t len)
+{
+    uint8_t buf[1 + 2 * MR_VARINT_MAX + 256];
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_THREAD_NAME, 0);
+    p = mr_put_uvarint(p, tid);
+    p += put_string(p, name, len, 256 + MR_VARINT_MAX);
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}
+
+int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap)
+{
+    uint8_t buf[1 + 3 * MR_VARINT_MAX];
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_MEMORY, has_heap ? MR_MEMORY_HAS_HEAP : 0);
+    p = mr_put_uvarint(p, ms);
+    p = mr_put_uvarint(p, rss);
+    if (has_heap)
+        p = mr_put_uvarint(p, heap);
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}
+
+int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack,
+                  uint64_t native, uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n,
+                  uint64_t leak_bytes)
+{
+    uint8_t buf[REC_MAX];
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_AGG, 0);
+    p = mr_put_uvarint(p, tid);
+    p = mr_put_uvarint(p, allocator);
+    p = mr_put_uvarint(p, stack);
+    p = mr_put_uvarint(p, native);
+    p = mr_put_uvarint(p, peak_n);
+    p = mr_put_uvarint(p, peak_bytes);
+    p = mr_put_uvarint(p, leak_n);
+    p = mr_put_uvarint(p, leak_bytes);
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}
+
+int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
+                      unsigned flags)
+{
+    uint8_t buf[1 + 4 * MR_VARINT_MAX];
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_TRAILER, 0);
+    p = mr_put_uvarint(p, ms);
+    p = mr_put_uvarint(p, total_allocs);
+    p = mr_put_uvarint(p, peak);
+    p = mr_put_uvarint(p, flags);
+    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+}

@@ -1,0 +1,613 @@
+"""Compare tracking overhead of our memray with the reference memray from PyPI.
+
+For every workload x mode it runs, in separate processes (``driver.py``):
+
+* the workload untracked, with each tool's own interpreter (the baseline),
+* the workload under ``memray.Tracker`` with our package (``.venv``),
+* the workload under ``memray.Tracker`` with the reference memray
+  (``benchmarks/.ref-venv``, created on first use),
+
+and reports the median wall time of the tracked region relative to the
+baseline, the capture size on disk and the child's peak RSS. A text table is
+printed and everything, including every single run, is written to
+``benchmarks/results/latest.json``. See ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+DRIVER = BENCH_DIR / "driver.py"
+WORKLOAD_DIR = BENCH_DIR / "workloads"
+REF_VENV = BENCH_DIR / ".ref-venv"
+RESULTS_DIR = BENCH_DIR / "results"
+SCALE_ENV = "MEMRAY_BENCH_SCALE"
+
+# Workloads run by default, in this order (each is workloads/<name>.py with main()).
+WORKLOADS: list[str] = ["alloc_loop", "recursion", "big_buffers", "threads", "empty"]
+# Workloads that import numpy: numpy is installed into a venv that lacks it.
+NEEDS_NUMPY: set[str] = {"big_buffers"}
+# Tracker modes (keys of driver.MODES). "none" is the untracked baseline.
+UNTRACKED = "none"
+ALL_MODES: list[str] = ["default", "pyalloc", "native"]
+DEFAULT_MODES: list[str] = ["default", "pyalloc"]
+NATIVE_MODES: list[str] = ["native"]  # added by --native
+# Tools compared, in column order.
+TOOLS: list[str] = ["ours", "ref"]
+TOOL_LABELS: dict[str, str] = {"ours": "ours", "ref": "reference"}
+
+QUICK_SCALE = 0.25
+DEFAULT_REPEAT = 3
+DEFAULT_TIMEOUT_S = 300.0
+SETUP_TIMEOUT_S = 900.0
+# Below this untracked median the ratio is meaningless; the absolute overhead is shown.
+RATIO_MIN_BASELINE_S = 0.05
+
+
+@dataclass
+class Tool:
+    """One memray implementation and the interpreter that has it installed."""
+
+    name: str
+    python: Path
+    memray_version: str | None = None
+    error: str | None = None  # set when memray cannot be used with this interpreter
+
+
+@dataclass
+class Run:
+    """One child process: one workload in one mode with one tool."""
+
+    wall_s: float | None = None  # tracked region, measured by the driver
+    process_s: float | None = None  # whole child process, measured here
+    maxrss_kib: int | None = None  # peak RSS of the child (VmHWM, reported by the driver)
+    wait4_maxrss_kib: int | None = None  # ru_maxrss from wait4: includes our RSS at fork
+    capture_bytes: int | None = None  # all files the run wrote, summed
+    capture_files: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Cell:
+    """All runs of one (tool, workload, mode) and their summary."""
+
+    tool: str
+    workload: str
+    mode: str
+    runs: list[Run] = field(default_factory=list)
+    error: str | None = None  # first failure; later repeats are skipped
+
+    def ok_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.error is None and r.wall_s is not None]
+
+    @property
+    def median_s(self) -> float | None:
+        runs = self.ok_runs()
+        return statistics.median(r.wall_s for r in runs if r.wall_s is not None) if runs else None
+
+    @property
+    def peak_rss_kib(self) -> int | None:
+        values = [r.maxrss_kib for r in self.ok_runs() if r.maxrss_kib is not None]
+        return int(statistics.median(values)) if values else None
+
+    @property
+    def capture_bytes(self) -> int | None:
+        values = [r.capture_bytes for r in self.ok_runs() if r.capture_bytes is not None]
+        return int(statistics.median(values)) if values else None
+
+    def summary(self, baseline: Cell | None) -> dict[str, Any]:
+        median = self.median_s
+        base = baseline.median_s if baseline is not None else None
+        ratio = median / base if median is not None and base else None
+        overhead = median - base if median is not None and base is not None else None
+        return {
+            "tool": self.tool,
+            "workload": self.workload,
+            "mode": self.mode,
+            "error": self.error,
+            "median_s": median,
+            "ratio": ratio,
+            "overhead_s": overhead,
+            "capture_bytes": self.capture_bytes,
+            "peak_rss_kib": self.peak_rss_kib,
+            "runs": [asdict(r) for r in self.runs],
+        }
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def child_env(scale: float) -> dict[str, str]:
+    env = dict(os.environ)
+    # The interpreters must find their own memray, never one from the caller's path.
+    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    env[SCALE_ENV] = repr(scale)
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    return f"exit {os.waitstatus_to_exitcode(status)}"
+
+
+def wait_with_rusage(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any, bool]:
+    """Reap ``proc`` with wait4 (its own rusage), killing its group after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    timed_out = False
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+    except BaseException:
+        # Interrupted (e.g. Ctrl-C): do not leave the child running.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        proc.returncode = -signal.SIGKILL
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting again
+    return status, usage, timed_out
+
+
+def run_child(
+    python: Path, workload: str, mode: str, workdir: Path, scale: float, timeout: float
+) -> Run:
+    """Run the driver once in a fresh directory and measure it."""
+    rundir = Path(tempfile.mkdtemp(prefix=f"{workload}-{mode}-", dir=workdir))
+    outfile = rundir / "capture.bin"
+    run = Run()
+    try:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            try:
+                proc = subprocess.Popen(
+                    [str(python), str(DRIVER), workload, str(outfile), mode],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    cwd=BENCH_DIR,
+                    env=child_env(scale),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                run.error = f"cannot start {python}: {exc}"
+                return run
+            status, usage, timed_out = wait_with_rusage(proc, timeout)
+            run.process_s = time.perf_counter() - start
+            run.wait4_maxrss_kib = int(usage.ru_maxrss)  # KiB on Linux
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
+        if timed_out:
+            run.error = f"timeout after {timeout:g}s"
+        elif status != 0:
+            detail = last_line(stderr) or last_line(stdout) or "no output"
+            run.error = f"{describe_status(status)}: {detail}"
+        else:
+            try:
+                result = json.loads(last_line(stdout))
+                run.wall_s = float(result["wall_s"])
+                run.maxrss_kib = result.get("peak_rss_kib") or run.wait4_maxrss_kib
+            except (ValueError, KeyError, TypeError) as exc:
+                run.error = f"bad driver output ({exc}): {last_line(stdout)[:200]}"
+        files = {
+            str(p.relative_to(rundir)): p.stat().st_size for p in rundir.rglob("*") if p.is_file()
+        }
+        run.capture_files = files
+        if mode != UNTRACKED:
+            run.capture_bytes = sum(files.values())
+        return run
+    finally:
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+def check_python(python: Path, code: str, timeout: float = 120.0) -> tuple[bool, str]:
+    """Run ``python -c code``; return (success, last output line)."""
+    if not python.exists():
+        return False, f"no interpreter at {python}"
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", code],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=BENCH_DIR,
+            env=child_env(1.0),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    if proc.returncode != 0:
+        return False, last_line(proc.stderr) or f"exit {proc.returncode}"
+    return True, last_line(proc.stdout)
+
+
+def pip_install(python: Path, *packages: str) -> tuple[bool, str]:
+    log(f"installing {' '.join(packages)} into {python.parent.parent} ...")
+    try:
+        proc = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *packages],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=SETUP_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    if proc.returncode != 0:
+        return False, last_line(proc.stderr) or f"pip exit {proc.returncode}"
+    return True, ""
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def ensure_ref_venv() -> tuple[Path, str | None]:
+    """Create benchmarks/.ref-venv with memray and numpy from PyPI if missing."""
+    python = REF_VENV / "bin" / "python"
+    ok, _ = check_python(python, "import memray")
+    if ok:
+        return python, None
+    if not python.exists():
+        log(f"creating {REF_VENV} ...")
+        # The running interpreter's venv module: the new venv gets the same Python version.
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "venv", str(REF_VENV)],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=SETUP_TIMEOUT_S,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return python, f"cannot create {REF_VENV}: {exc}"
+        if proc.returncode != 0:
+            return python, f"cannot create {REF_VENV}: {last_line(proc.stderr)}"
+    ok, message = pip_install(python, "memray", "numpy")
+    return python, None if ok else f"pip install memray numpy failed: {message}"
+
+
+def prepare_tool(tool: Tool, need_numpy: bool) -> None:
+    """Check that the tool's interpreter runs and has memray.Tracker (and numpy if needed)."""
+    if tool.error is not None:
+        return
+    if need_numpy:
+        ok, _ = check_python(tool.python, "import numpy")
+        if not ok and tool.python.exists():
+            ok, message = pip_install(tool.python, "numpy")
+            if not ok:
+                log(f"warning: numpy missing for {tool.name} and not installable: {message}")
+    ok, message = check_python(
+        tool.python,
+        "import memray; memray.Tracker; print(getattr(memray, '__version__', 'unknown'))",
+    )
+    if ok:
+        tool.memray_version = message
+    else:
+        tool.error = f"memray not usable: {message}"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1.0:
+        return f"{value:.2f}s"
+    if abs(value) >= 1e-3:
+        return f"{value * 1e3:.1f}ms"
+    return f"{value * 1e6:.0f}us"
+
+
+def fmt_bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return "-"  # pragma: no cover
+
+
+def fmt_rss(kib: int | None) -> str:
+    return "-" if kib is None else fmt_bytes(kib * 1024)
+
+
+class Footnotes:
+    """Numbers error messages so table cells stay short."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, int] = {}
+
+    def ref(self, message: str) -> str:
+        if message not in self.messages:
+            self.messages[message] = len(self.messages) + 1
+        return f"ERR[{self.messages[message]}]"
+
+    def lines(self) -> list[str]:
+        return [f"  [{n}] {message}" for message, n in self.messages.items()]
+
+
+def slowdown(summary: dict[str, Any], notes: Footnotes, label: str) -> str:
+    if summary["error"]:
+        return notes.ref(f"{label}: {summary['error']}")
+    base = summary["median_s"] - summary["overhead_s"] if summary["overhead_s"] is not None else 0
+    if summary["ratio"] is None or base < RATIO_MIN_BASELINE_S:
+        if summary["overhead_s"] is None:
+            return "-"
+        return "+" + fmt_seconds(summary["overhead_s"])
+    return f"{summary['ratio']:.2f}x"
+
+
+def spread(summary: dict[str, Any] | None) -> float | None:
+    """(max - min) / median of a cell's successful run times; None below 2 runs or 50 ms."""
+    if summary is None:
+        return None
+    times = [r["wall_s"] for r in summary["runs"] if r["error"] is None and r["wall_s"]]
+    if len(times) < 2 or statistics.median(times) < RATIO_MIN_BASELINE_S:
+        return None
+    return (max(times) - min(times)) / statistics.median(times)
+
+
+def render_table(rows: list[dict[str, Any]], tools: list[str]) -> str:
+    notes = Footnotes()
+    header = ["workload", "mode", "untracked " + "|".join(tools)]
+    header += [f"{t} x" for t in tools]
+    header += [f"{t} capture" for t in tools]
+    header += [f"{t} RSS" for t in tools]
+    header += ["untracked RSS", "spread"]
+    table: list[list[str]] = [header]
+    for row in rows:
+        base_cells = []
+        for t in tools:
+            base = row["untracked"].get(t)
+            if base is None:
+                base_cells.append("-")
+            elif base["error"]:
+                base_cells.append(notes.ref(f"{t} untracked: {base['error']}"))
+            else:
+                base_cells.append(fmt_seconds(base["median_s"]))
+        cells = [row["workload"], row["mode"], "|".join(base_cells)]
+        summaries = [row["tracked"][t] for t in tools]
+        labels = list(tools)
+        cells += [slowdown(s, notes, label) for s, label in zip(summaries, labels, strict=True)]
+        cells += ["-" if s["error"] else fmt_bytes(s["capture_bytes"]) for s in summaries]
+        cells += ["-" if s["error"] else fmt_rss(s["peak_rss_kib"]) for s in summaries]
+        rss = [row["untracked"][t]["peak_rss_kib"] for t in tools if row["untracked"].get(t)]
+        rss = [r for r in rss if r is not None]
+        cells.append(fmt_rss(max(rss)) if rss else "-")
+        spreads = [spread(row["untracked"].get(t)) for t in tools] + [spread(s) for s in summaries]
+        known = [x for x in spreads if x is not None]
+        cells.append(f"{max(known) * 100:.0f}%" if known else "-")
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = []
+    for i, r in enumerate(table):
+        # Text columns left-aligned, numbers right-aligned.
+        parts = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if notes.messages:
+        lines.append("")
+        lines.append("errors:")
+        lines.extend(notes.lines())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_list(value: str | None, allowed: list[str] | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if allowed is not None:
+        unknown = [v for v in items if v not in allowed]
+        if unknown:
+            raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(allowed)})")
+    return items
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=None, help="runs per cell (default 3)")
+    parser.add_argument("--workloads", help=f"comma list (default {','.join(WORKLOADS)})")
+    parser.add_argument(
+        "--modes", help=f"comma list of {','.join(ALL_MODES)} (default {','.join(DEFAULT_MODES)})"
+    )
+    parser.add_argument("--native", action="store_true", help="also run native_traces=True")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"repeat 1, workloads scaled by {QUICK_SCALE}"
+    )
+    parser.add_argument("--scale", type=float, help=f"workload size factor (sets {SCALE_ENV})")
+    parser.add_argument("--tools", help="comma list of ours,ref (default both)")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-run timeout in seconds"
+    )
+    parser.add_argument(
+        "--ours-python", type=Path, help="interpreter with our memray (default .venv/bin/python)"
+    )
+    parser.add_argument(
+        "--ref-python",
+        type=Path,
+        help="interpreter with the reference memray (default benchmarks/.ref-venv, created)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file"
+    )
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else DEFAULT_REPEAT
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    if args.scale is None:
+        args.scale = QUICK_SCALE if args.quick else 1.0
+    return args
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the child clean-up
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    available = sorted(p.stem for p in WORKLOAD_DIR.glob("*.py") if p.stem != "__init__")
+    workloads = parse_list(args.workloads, available, "workload") or WORKLOADS
+    modes = parse_list(args.modes, ALL_MODES, "mode") or list(DEFAULT_MODES)
+    if args.native:
+        modes += [m for m in NATIVE_MODES if m not in modes]
+    tool_names = parse_list(args.tools, TOOLS, "tool") or TOOLS
+    need_numpy = any(w in NEEDS_NUMPY for w in workloads)
+
+    started = time.monotonic()
+    tools: dict[str, Tool] = {}
+    for name in tool_names:
+        if name == "ours":
+            default = REPO / ".venv" / "bin" / "python"
+            python = args.ours_python or (default if default.exists() else Path(sys.executable))
+            tools[name] = Tool(name, python)
+        else:
+            if args.ref_python is not None:
+                tools[name] = Tool(name, args.ref_python)
+            else:
+                python, error = ensure_ref_venv()
+                tools[name] = Tool(name, python, error=error)
+        prepare_tool(tools[name], need_numpy)
+        t = tools[name]
+        status = f"memray {t.memray_version}" if t.error is None else f"UNUSABLE: {t.error}"
+        log(f"{name}: {t.python} ({status})")
+
+    cells: dict[tuple[str, str, str], Cell] = {}
+    configs = [(t, UNTRACKED) for t in tool_names] + [(t, m) for m in modes for t in tool_names]
+    total = len(workloads) * len(configs) * args.repeat
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="memray-bench-") as tmp:
+        workdir = Path(tmp)
+        for workload in workloads:
+            for rep in range(args.repeat):
+                # Interleaved so that drift in machine speed hits every column alike.
+                for tool_name, mode in configs:
+                    done += 1
+                    tool = tools[tool_name]
+                    cell = cells.setdefault(
+                        (tool_name, workload, mode), Cell(tool_name, workload, mode)
+                    )
+                    if mode != UNTRACKED and tool.error is not None:
+                        cell.error = tool.error
+                        continue
+                    if cell.error is not None:
+                        continue  # failed before: do not pay for it again
+                    run = run_child(tool.python, workload, mode, workdir, args.scale, args.timeout)
+                    cell.runs.append(run)
+                    if run.error is not None:
+                        cell.error = run.error
+                    result = run.error or fmt_seconds(run.wall_s)
+                    log(
+                        f"[{done}/{total}] {workload:<12} {mode:<8} {tool_name:<4} "
+                        f"rep {rep + 1}: {result}"
+                    )
+
+    rows: list[dict[str, Any]] = []
+    for workload in workloads:
+        untracked = {t: cells[(t, workload, UNTRACKED)].summary(None) for t in tool_names}
+        for mode in modes:
+            tracked = {
+                t: cells[(t, workload, mode)].summary(cells[(t, workload, UNTRACKED)])
+                for t in tool_names
+            }
+            rows.append(
+                {"workload": workload, "mode": mode, "untracked": untracked, "tracked": tracked}
+            )
+
+    elapsed = time.monotonic() - started
+    print(render_table(rows, tool_names))
+    print(
+        f"\nrepeat={args.repeat} scale={args.scale:g}; ratio = median tracked / median "
+        f"untracked (same interpreter); '+t' = absolute overhead where the untracked run "
+        f"takes < {fmt_seconds(RATIO_MIN_BASELINE_S)}; spread = largest (max - min) / median "
+        f"of the run times behind the row; total {elapsed:.0f}s"
+    )
+
+    report = {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "host": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "runner_python": sys.version.split()[0],
+        },
+        "settings": {
+            "repeat": args.repeat,
+            "scale": args.scale,
+            "timeout_s": args.timeout,
+            "workloads": workloads,
+            "modes": modes,
+            "ratio_min_baseline_s": RATIO_MIN_BASELINE_S,
+        },
+        "tools": {
+            name: {"python": str(t.python), "memray_version": t.memray_version, "error": t.error}
+            for name, t in tools.items()
+        },
+        "rows": rows,
+        "elapsed_s": elapsed,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

@@ -1,0 +1,297 @@
+/* native.c: unwinding (libunwind), the native IP trie, and the loaded-object
+ * map. Runs inside hooks: no stdio, no Python, memory only from this
+ * extension's own (unpatched) malloc while the guard is held. */
+#define _GNU_SOURCE
+#define UNW_LOCAL_ONLY
+#include "native.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <libunwind.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "hashmap.h"
+
+/* This extension's own text: frames inside it (the hooks, the tracker) are
+ * the profiler's, not the program's. Set once by mr_native_init. */
+static uintptr_t self_start, self_end;
+
+/* (parent id, ip) -> id. Writer lock. The key packs the parent id with a
+ * hash of the ip; the table maps it to an index into node_ip/node_parent,
+ * which confirm the match. */
+static mr_hm_t node_ids;
+static uintptr_t *node_ip;     /* node_ip[id] */
+static uint64_t *node_parent;  /* node_parent[id] */
+static uint64_t node_cap;
+static uint64_t generation_written; /* MAPPINGS generation, writer lock */
+/* The main program's path: dl_iterate_phdr names it "". Set by init. */
+static char exe_path[4096];
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    uintptr_t me = (uintptr_t)&find_self;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (me >= start && me < start + ph->p_memsz) {
+            self_start = start;
+            self_end = start + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int mr_native_init(void)
+{
+    if (self_end == 0)
+        dl_iterate_phdr(find_self, NULL);
+    ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+    exe_path[n > 0 ? n : 0] = '\0';
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    return 0;
+}
+
+void mr_native_walk(mr_native_cache_t *c, uint64_t generation)
+{
+    if (c->generation != generation) {
+        c->n = 0;
+        c->generation = generation;
+    }
+    int got = unw_backtrace((void **)c->walk, MR_NATIVE_MAX_DEPTH);
+    uint32_t n = got > 0 ? (uint32_t)got : 0;
+    /* Drop the profiler's frames at the inner end. */
+    uint32_t skip = 0;
+    while (skip < n && c->walk[skip] >= self_start && c->walk[skip] < self_end)
+        skip++;
+    if (skip > 0) {
+        memmove(c->walk, c->walk + skip, (n - skip) * sizeof c->walk[0]);
+        n -= skip;
+    }
+    c->walk_n = n;
+    uint32_t m = n < c->n ? n : c->n, k = 0;
+    while (k < m && c->walk[n - 1 - k] == c->ips[k])
+        k++;
+    c->matched = k;
+}
+
+static int intern(mr_writer_t *w, uint64_t parent, uintptr_t ip, uint64_t *id)
+{
+    uint64_t key = parent << 20 ^ (uint64_t)ip;
+    uint64_t probe = key;
+    uint64_t found;
+    /* Distinct (parent, ip) pairs can share a packed key: probe successors
+     * (key + 1, ...) until the confirmed node or a free key. */
+    while (mr_hm_get(&node_ids, probe, &found)) {
+        if (node_ip[found] == ip && node_parent[found] == parent) {
+            *id = found;
+            return 0;
+        }
+        probe++;
+    }
+    uint64_t new_id;
+    int rc = mr_writer_native_node(w, parent, ip, &new_id);
+    if (rc < 0)
+        return rc;
+    if (new_id >= node_cap) {
+        uint64_t cap = node_cap ? node_cap * 2 : 4096;
+        uintptr_t *ips = realloc(node_ip, cap * sizeof *ips);
+        if (ips == NULL)
+            return -ENOMEM;
+        node_ip = ips;
+        uint64_t *parents = realloc(node_parent, cap * sizeof *parents);
+        if (parents == NULL)
+            return -ENOMEM;
+        node_parent = parents;
+        node_cap = cap;
+    }
+    node_ip[new_id] = ip;
+    node_parent[new_id] = parent;
+    if ((rc = mr_hm_put(&node_ids, probe, new_id)) < 0)
+        return rc;
+    *id = new_id;
+    return 0;
+}
+
+int mr_native_resolve_locked(mr_native_cache_t *c, mr_writer_t *w, uint64_t *node)
+{
+    uint32_t n = c->walk_n, k = c->matched;
+    if (k == n) {
+        *node = n ? c->nodes[n - 1] : 0;
+        return 0;
+    }
+    if (n > c->cap) {
+        uintptr_t *ips = realloc(c->ips, MR_NATIVE_MAX_DEPTH * sizeof *ips);
+        if (ips == NULL)
+            return -ENOMEM;
+        c->ips = ips;
+        uint64_t *nodes = realloc(c->nodes, MR_NATIVE_MAX_DEPTH * sizeof *nodes);
+        if (nodes == NULL)
+            return -ENOMEM;
+        c->nodes = nodes;
+        c->cap = MR_NATIVE_MAX_DEPTH;
+    }
+    uint64_t parent = k ? c->nodes[k - 1] : 0;
+    c->n = k;
+    for (uint32_t i = k; i < n; i++) {
+        uintptr_t ip = c->walk[n - 1 - i];
+        int rc = intern(w, parent, ip, &parent);
+        if (rc < 0)
+            return rc;
+        c->ips[i] = ip;
+        c->nodes[i] = parent;
+        c->n = i + 1;
+    }
+    *node = parent;
+    return 0;
+}
+
+void mr_native_cache_free(mr_native_cache_t *c)
+{
+    free(c->ips);
+    free(c->nodes);
+    c->ips = NULL;
+    c->nodes = NULL;
+    c->n = c->cap = 0;
+}
+
+void mr_native_reset_locked(void)
+{
+    mr_hm_destroy(&node_ids);
+    free(node_ip);
+    free(node_parent);
+    node_ip = NULL;
+    node_parent = NULL;
+    node_cap = 0;
+    generation_written = 0;
+}
+
+/* The MAPPINGS record under construction. */
+typedef struct map_buf {
+    uint8_t *data;
+    size_t len, cap;
+    uint64_t count;
+    int err;
+} map_buf_t;
+
+static uint8_t *reserve(map_buf_t *b, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (d == NULL) {
+            b->err = -ENOMEM;
+            return NULL;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    return b->data + b->len;
+}
+
+/* The GNU build-id note of an object, if its PT_NOTE segments hold one. */
+static const uint8_t *build_id(const struct dl_phdr_info *info, size_t *len)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        const uint8_t *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+            const uint8_t *name = p + sizeof *nh;
+            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
+            const uint8_t *next = desc + ((nh->n_descsz + 3) & ~3u);
+            if (next > end)
+                break;
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+                memcmp(name, "GNU", 4) == 0) {
+                *len = nh->n_descsz;
+                return desc;
+            }
+            p = next;
+        }
+    }
+    *len = 0;
+    return NULL;
+}
+
+static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    map_buf_t *b = data;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+        if (s < lo)
+            lo = s;
+        if (s + ph->p_memsz > hi)
+            hi = s + ph->p_memsz;
+    }
+    if (hi == 0)
+        return 0;
+    const char *path = info->dlpi_name ? info->dlpi_name : "";
+    if (path[0] == '\0' && b->count == 0)
+        path = exe_path;
+    size_t plen = strnlen(path, 4096), blen;
+    const uint8_t *bid = build_id(info, &blen);
+    if (blen > 64)
+        blen = 64;
+    uint8_t *p = reserve(b, 6 * MR_VARINT_MAX + plen + blen);
+    if (p == NULL)
+        return 1;
+    uint8_t *q = mr_put_uvarint(p, plen);
+    memcpy(q, path, plen);
+    q += plen;
+    q = mr_put_uvarint(q, info->dlpi_addr);
+    q = mr_put_uvarint(q, lo);
+    q = mr_put_uvarint(q, hi);
+    q = mr_put_uvarint(q, blen);
+    if (blen)
+        memcpy(q, bid, blen);
+    q += blen;
+    b->len += (size_t)(q - p);
+    b->count++;
+    return 0;
+}
+
+int mr_native_write_mappings_locked(mr_writer_t *w)
+{
+    map_buf_t objs = {0};
+    dl_iterate_phdr(add_mapping, &objs);
+    int rc = objs.err;
+    if (rc == 0) {
+        map_buf_t rec = {0};
+        uint8_t *p = reserve(&rec, 1 + 2 * MR_VARINT_MAX + objs.len);
+        if (p == NULL) {
+            rc = -ENOMEM;
+        } else {
+            uint8_t *q = p;
+            *q++ = MR_TAG(MR_REC_MAPPINGS, 0);
+            q = mr_put_uvarint(q, generation_written + 1);
+            q = mr_put_uvarint(q, objs.count);
+            memcpy(q, objs.data, objs.len);
+            q += objs.len;
+            rc = mr_sink_write(w->sink, p, (size_t)(q - p));
+            if (rc == 0)
+                generation_written++;
+        }
+        free(rec.data);
+    }
+    free(objs.data);
+    return rc;
+}

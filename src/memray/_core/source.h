@@ -1,0 +1,55 @@
+/* source.h: the bytes of one capture, as the decoder sees them: a plain file
+ * or a file holding zstd frames (detected by magic, decompressed streaming),
+ * read through one large buffer. Knows nothing of records. Not thread-safe:
+ * one decoder owns one source. */
+#ifndef MR_SOURCE_H
+#define MR_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct mr_source mr_source_t;
+
+/* Opens path read-only. 0 or -errno (-ENOENT, -EACCES, -ENOMEM, ...). */
+int mr_source_open(mr_source_t **out, const char *path);
+
+/* Reads from fd, which the source then owns (closes). A seekable fd is read
+ * with pread from offset 0 and never moved, so several sources may share
+ * dup()s of one descriptor; other fds (pipes, sockets) are read in order and
+ * cannot be rewound. 0 or -errno; on error fd is closed. */
+int mr_source_open_fd(mr_source_t **out, int fd);
+
+void mr_source_close(mr_source_t *s);
+
+/* Back to the first byte, for another pass. 0, -ESPIPE when the fd is not
+ * seekable, or -errno. */
+int mr_source_rewind(mr_source_t *s);
+
+/* Makes at least n contiguous bytes from the current position available at
+ * *p, or fewer only when the data ends before that. Returns how many are
+ * available (may exceed n; 0 at end of data) or -errno: -EBADMSG for corrupt
+ * compressed data (details in mr_source_detail), -EFBIG when n exceeds
+ * MR_SOURCE_MAX_PEEK. A compressed stream cut off mid-frame ends where its
+ * last decodable byte does, as a truncated plain file would. *p stays valid
+ * until the next peek, consume, rewind or close. */
+ssize_t mr_source_peek(mr_source_t *s, size_t n, const uint8_t **p);
+
+/* Moves the position forward by n bytes, at most what the last peek made
+ * available. */
+void mr_source_consume(mr_source_t *s, size_t n);
+
+/* Bytes consumed since the start, in the decompressed stream. */
+uint64_t mr_source_offset(const mr_source_t *s);
+
+/* 1 when the file is zstd-compressed (known after the first peek). */
+int mr_source_compressed(const mr_source_t *s);
+
+/* Text of the last decompression error, "" if none. */
+const char *mr_source_detail(const mr_source_t *s);
+
+/* Largest n a peek accepts: the longest record the decoder must see whole
+ * (a string of MR_MAX_STRING bytes plus its record head). */
+#define MR_SOURCE_MAX_PEEK ((size_t)(3u << 20))
+
+#endif

@@ -1,0 +1,69 @@
+/* tracker.h: the global tracking state (on/off, options, the writer lock, the
+ * capture being written), per-thread state, fork handling and the memory
+ * sampler thread. Hooks ask it whether to record and hand it events; it knows
+ * no byte layout (writer.c does). */
+#ifndef MR_TRACKER_H
+#define MR_TRACKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MR_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MR_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MR_TLS __attribute__((tls_model("initial-exec")))
+
+/* Nonzero while events are recorded. Read unlocked by every hook: a stale
+ * read lets at most the events racing with start/stop through or not; the
+ * recorder re-checks under the writer lock before writing. */
+extern int mr_tracker_active;
+/* Nonzero while this thread is inside the tracker (or a wrapped allocator):
+ * allocations it makes then are the profiler's own and pass straight through. */
+extern __thread int mr_tracker_guard MR_TLS;
+
+static inline int mr_tracker_wants(void)
+{
+    return MR_UNLIKELY(__atomic_load_n(&mr_tracker_active, __ATOMIC_RELAXED)) &&
+           !mr_tracker_guard;
+}
+
+/* Record an event of the calling thread. Call only when mr_tracker_wants().
+ * An allocation is recorded after the allocator returned it, a deallocation
+ * before the memory is handed back. len: unmapped length for MR_MUNMAP. */
+void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator);
+void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len);
+/* The set of loaded objects changed (dlopen, dlclose): native captures write
+ * the new map. */
+void mr_tracker_objects_changed(void);
+/* Names thread tid (0: the calling thread). */
+void mr_tracker_record_thread_name(uint32_t tid, const char *name, size_t len);
+
+typedef struct mr_tracker_options {
+    const char *path;         /* capture file */
+    int overwrite;            /* replace an existing file */
+    int buffered;             /* plain writes instead of the shared mapping */
+    int compress;             /* compress the capture when tracking stops */
+    int aggregated;           /* FileFormat.AGGREGATED_ALLOCATIONS */
+    int native;               /* record native stacks */
+    int trace_pymalloc;       /* wrap the pymalloc domains (GIL held at start) */
+    int follow_fork;          /* forked children write <path>.<pid> */
+    unsigned interval_ms;     /* memory sampling period */
+    const char *command_line; /* recorded in the header */
+    int python_allocator;     /* MR_PYALLOC_* */
+} mr_tracker_options_t;
+
+/* Starts tracking. The caller holds the GIL. 0, -EBUSY (already tracking), or
+ * -errno from opening/writing the capture (nothing is left running). */
+int mr_tracker_start(const mr_tracker_options_t *opts);
+
+/* Stops tracking, writes the end of the capture, restores every hook and
+ * compresses if asked. The caller holds the GIL. Returns 0, -ESRCH (not
+ * tracking), or the -errno that stopped recording early (disk full, write
+ * error) so the caller can report it; the capture is closed in every case. */
+int mr_tracker_stop(void);
+
+int mr_tracker_is_started(void);
+uint32_t mr_tracker_gettid(void);
+/* Path of the capture this process writes (differs in a forked child). */
+const char *mr_tracker_path(void);
+
+#endif

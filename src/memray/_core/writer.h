@@ -1,0 +1,61 @@
+/* writer.h: encoding capture records (format.h) into a sink. Keeps the delta
+ * state (previous address, stack ids, thread) and the implicit id counters.
+ * Callers serialize every call on one writer (the tracker's writer lock). All
+ * functions return 0 or -errno from the sink; the caller decides what a
+ * failure means. */
+#ifndef MR_WRITER_H
+#define MR_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sink.h"
+
+typedef struct mr_header_info {
+    uint16_t flags; /* MR_FLAG_* */
+    uint8_t python_allocator;
+    uint32_t pid;
+    uint32_t main_tid;
+    uint64_t start_ms;
+    uint32_t py_hexversion;
+    uint32_t interval_ms;
+    const char *command_line;
+    size_t command_line_len;
+} mr_header_info_t;
+
+typedef struct mr_writer {
+    mr_sink_t *sink;
+    uint16_t flags;       /* from the header */
+    uint32_t tid;         /* thread of the previous ALLOC/FREE, 0 = none yet */
+    uint64_t addr;        /* address of the previous ALLOC/FREE */
+    uint64_t stack;       /* python stack of the previous ALLOC */
+    uint64_t native;      /* native stack of the previous ALLOC */
+    uint64_t n_allocs;    /* ALLOC records written */
+    uint64_t n_codes, n_frames, n_nodes, n_native_nodes; /* ids handed out */
+} mr_writer_t;
+
+/* Starts a capture on sink: writes the header. The writer owns the sink from
+ * here on. */
+int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info);
+
+int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr,
+                    uint64_t size, uint64_t stack, uint64_t native);
+/* len: the unmapped length for MUNMAP, ignored otherwise. */
+int mr_writer_free(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t len);
+
+/* Definitions; each hands out the next id of its kind through *id. */
+int mr_writer_code(mr_writer_t *w, const char *name, size_t name_len, const char *file,
+                   size_t file_len, uint32_t first_line, uint64_t *id);
+int mr_writer_frame(mr_writer_t *w, uint64_t code, uint32_t line, uint64_t *id);
+int mr_writer_node(mr_writer_t *w, uint64_t parent, uint64_t frame, int entry, uint64_t *id);
+int mr_writer_native_node(mr_writer_t *w, uint64_t parent, uint64_t ip, uint64_t *id);
+
+int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t len);
+int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap);
+int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack,
+                  uint64_t native, uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n,
+                  uint64_t leak_bytes);
+int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
+                      unsigned flags);
+
+#endif

@@ -1,0 +1,128 @@
+"""The Tracker context manager: turns tracking on for the body of a ``with``."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import threading
+import warnings
+from types import FrameType, TracebackType
+from typing import Any, Optional, Type, Union
+
+from . import _memray
+from ._destination import Destination, FileDestination, SocketDestination
+from ._enums import FileFormat, PythonAllocatorType
+
+
+def _python_allocator() -> PythonAllocatorType:
+    name = os.environ.get("PYTHONMALLOC", "")
+    if name in ("", "pymalloc", "default"):
+        return PythonAllocatorType.PYMALLOC_DEBUG if sys.flags.dev_mode else (
+            PythonAllocatorType.PYMALLOC
+        )
+    if name in ("pymalloc_debug", "debug"):
+        return PythonAllocatorType.PYMALLOC_DEBUG
+    if name in ("malloc", "malloc_debug"):
+        return PythonAllocatorType.MALLOC
+    return PythonAllocatorType.OTHER
+
+
+def _name_this_thread(frame: FrameType, event: str, arg: Any) -> None:
+    """Profile hook a new thread runs once: records its name, then leaves."""
+    sys.setprofile(None)
+    _memray.set_thread_name(threading.get_native_id(), threading.current_thread().name)
+
+
+class Tracker:
+    """Record every allocation made by this process while the ``with`` body runs.
+
+    Exactly one of ``file_name`` and ``destination`` must be given. Tracking
+    covers every thread of the process. Only one Tracker can be active at a
+    time, and a Tracker can be used only once.
+    """
+
+    def __init__(
+        self,
+        file_name: Union[pathlib.Path, str, None] = None,
+        *,
+        destination: Optional[Destination] = None,
+        native_traces: bool = False,
+        memory_interval_ms: int = 10,
+        follow_fork: bool = False,
+        trace_python_allocators: bool = False,
+        file_format: FileFormat = FileFormat.ALL_ALLOCATIONS,
+    ) -> None:
+        if (file_name is None) == (destination is None):
+            raise TypeError("Exactly one of 'file_name' or 'destination' argument must be specified")
+        if file_name is not None:
+            destination = FileDestination(path=file_name)
+        if not isinstance(destination, (FileDestination, SocketDestination)):
+            raise TypeError("destination must be a FileDestination or a SocketDestination")
+        if not isinstance(file_format, FileFormat):
+            raise TypeError("file_format must be a memray.FileFormat")
+        if int(memory_interval_ms) <= 0:
+            raise ValueError("memory_interval_ms must be a positive number of milliseconds")
+        if isinstance(destination, SocketDestination):
+            if follow_fork:
+                raise RuntimeError("follow_fork requires an output file")
+            if file_format != FileFormat.ALL_ALLOCATIONS:
+                raise RuntimeError(
+                    f"{file_format.name} requires an output file, not a socket destination"
+                )
+            raise NotImplementedError("streaming to a SocketDestination is not available yet")
+        self._destination: FileDestination = destination
+        self._path = os.fspath(destination.path)
+        if not destination.overwrite and os.path.exists(self._path):
+            raise FileExistsError(self._path)
+        self._native_traces = bool(native_traces)
+        self._memory_interval_ms = int(memory_interval_ms)
+        self._follow_fork = bool(follow_fork)
+        self._trace_python_allocators = bool(trace_python_allocators)
+        self._file_format = file_format
+        self._used = False
+        self._previous_profile: Any = None
+
+    def __enter__(self) -> "Tracker":
+        if self._used:
+            raise RuntimeError("Tracker instances cannot be reused")
+        if _memray.is_tracking():
+            raise RuntimeError("No more than one Tracker instance can be active at the same time")
+        self._used = True
+        dest = self._destination
+        _memray.start(
+            self._path,
+            overwrite=dest.overwrite,
+            buffered=dest.buffered,
+            compress=dest.compress_on_exit,
+            aggregated=self._file_format == FileFormat.AGGREGATED_ALLOCATIONS,
+            native=self._native_traces,
+            trace_pymalloc=self._trace_python_allocators,
+            follow_fork=self._follow_fork,
+            interval_ms=self._memory_interval_ms,
+            command_line=" ".join(sys.argv),
+            python_allocator=int(_python_allocator()),
+            boundary_frame=sys._getframe(1),
+        )
+        for thread in threading.enumerate():
+            if thread.native_id is not None:
+                _memray.set_thread_name(thread.native_id, thread.name)
+        self._previous_profile = threading.getprofile()
+        threading.setprofile(_name_this_thread)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        threading.setprofile(self._previous_profile)
+        error = _memray.stop()
+        if error is not None:
+            warnings.warn(
+                f"memray stopped recording early ({error}); {self._path} holds the allocations "
+                "recorded until then",
+                RuntimeWarning,
+                stacklevel=2,
+            )

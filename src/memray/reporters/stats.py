@@ -1,0 +1,269 @@
+"""The statistics report: totals, a histogram of allocation sizes, the
+allocator mix, the top locations by size and by count, and per-module totals.
+
+The numbers come computed (memray.compute_statistics, in C); this module bins
+the size histogram and lays everything out as text or JSON.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime
+import enum
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from ._text import UNKNOWN_FUNCTION, format_location, rich_console, size_fmt
+
+Frame = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class ModuleTotal:
+    """Bytes and allocations whose innermost Python frame is in ``module`` (a file)."""
+
+    module: str
+    size: int
+    n_allocations: int
+
+
+@dataclass(frozen=True)
+class HistogramBin:
+    min_bytes: int  # inclusive
+    max_bytes: int  # inclusive
+    count: int
+
+
+def size_histogram(count_by_size: Mapping[int, int], bins: int = 10) -> list[HistogramBin]:
+    """Log-spaced bins from the smallest to the largest size seen; integer
+    bounds, no empty duplicates when the range is narrower than ``bins``."""
+    if bins <= 0:
+        raise ValueError("bins must be positive")
+    counts = {int(size): int(n) for size, n in count_by_size.items() if n}
+    if not counts:
+        return []
+    positive = [s for s in counts if s > 0]
+    low = min(positive) if positive else 0
+    high = max(counts)
+    if high <= low or low == 0:
+        uppers = [high]
+    else:
+        ratio = high / low
+        uppers = sorted(
+            {min(high, math.floor(low * ratio ** ((i + 1) / bins))) for i in range(bins)}
+        )
+        uppers[-1] = high
+    tallies = [0] * len(uppers)
+    for size, n in counts.items():
+        tallies[min(bisect.bisect_left(uppers, size), len(uppers) - 1)] += n
+    result = []
+    lower = min(counts)
+    for upper, tally in zip(uppers, tallies):
+        result.append(HistogramBin(lower, upper, tally))
+        lower = upper + 1
+    return result
+
+
+def module_totals(
+    by_size: Iterable[tuple[Frame, int]], by_count: Iterable[tuple[Frame, int]]
+) -> list[ModuleTotal]:
+    """Per-module totals from per-location ones (every location, not only the
+    top ones): a module is the file of the innermost Python frame. Largest
+    first."""
+    sizes: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for (function, file, _line), size in by_size:
+        module = format_location(function, file) if function == UNKNOWN_FUNCTION else file
+        sizes[module] = sizes.get(module, 0) + int(size)
+    for (function, file, _line), count in by_count:
+        module = format_location(function, file) if function == UNKNOWN_FUNCTION else file
+        counts[module] = counts.get(module, 0) + int(count)
+    modules = [ModuleTotal(m, sizes.get(m, 0), counts.get(m, 0)) for m in sizes.keys() | counts]
+    return sorted(modules, key=lambda m: (-m.size, -m.n_allocations, m.module))
+
+
+def _allocator_name(key: Any) -> str:
+    if isinstance(key, enum.Enum):
+        return key.name
+    if isinstance(key, int):
+        from memray import AllocatorType
+
+        try:
+            return AllocatorType(key).name
+        except ValueError:
+            return str(key)
+    return str(key)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.name.lower() if not isinstance(value, int) else int(value)
+    return value
+
+
+def metadata_dict(metadata: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(metadata) and not isinstance(metadata, type):
+        fields = [f.name for f in dataclasses.fields(metadata)]
+    elif hasattr(metadata, "_fields"):
+        fields = list(metadata._fields)
+    else:
+        fields = [
+            "start_time",
+            "end_time",
+            "total_allocations",
+            "total_frames",
+            "peak_memory",
+            "command_line",
+            "pid",
+            "main_thread_id",
+            "python_allocator",
+            "has_native_traces",
+            "trace_python_allocators",
+            "file_format",
+        ]
+    return {name: _json_value(getattr(metadata, name, None)) for name in fields}
+
+
+class StatsReporter:
+    HISTOGRAM_BINS = 10
+    BAR_WIDTH = 25
+
+    def __init__(
+        self, stats: Any, num_largest: int = 5, modules: Sequence[ModuleTotal] = ()
+    ) -> None:
+        if num_largest < 1:
+            raise ValueError(f"num_largest must be at least 1, not {num_largest}")
+        self.stats = stats
+        self.num_largest = num_largest
+        self.modules = list(modules)[:num_largest]
+
+    # What is shown, in the order shown.
+    def allocator_distribution(self) -> list[tuple[str, int]]:
+        items = [
+            (_allocator_name(k), int(v))
+            for k, v in self.stats.allocation_count_by_allocator.items()
+            if v
+        ]
+        return sorted(items, key=lambda item: (-item[1], item[0]))
+
+    def top_by_size(self) -> list[tuple[Frame, int]]:
+        return [(tuple(loc), int(n)) for loc, n in self.stats.top_locations_by_size][
+            : self.num_largest
+        ]
+
+    def top_by_count(self) -> list[tuple[Frame, int]]:
+        return [(tuple(loc), int(n)) for loc, n in self.stats.top_locations_by_count][
+            : self.num_largest
+        ]
+
+    def histogram(self) -> list[HistogramBin]:
+        return size_histogram(self.stats.allocation_count_by_size, self.HISTOGRAM_BINS)
+
+    def peak_memory(self) -> int:
+        peak = getattr(self.stats, "peak_memory_allocated", None)
+        if peak is None:
+            peak = self.stats.metadata.peak_memory
+        return int(peak)
+
+    def to_json(self) -> dict[str, Any]:
+        """memray 1.x's `stats --json` layout, plus peak and per-module totals."""
+        return {
+            "total_num_allocations": int(self.stats.total_num_allocations),
+            "total_bytes_allocated": int(self.stats.total_memory_allocated),
+            "peak_memory": self.peak_memory(),
+            "allocation_size_histogram": [dataclasses.asdict(b) for b in self.histogram()],
+            "allocator_type_distribution": dict(self.allocator_distribution()),
+            "top_allocations_by_size": [
+                {"location": format_location(*loc), "size": size}
+                for loc, size in self.top_by_size()
+            ],
+            "top_allocations_by_count": [
+                {"location": format_location(*loc), "count": count}
+                for loc, count in self.top_by_count()
+            ],
+            "top_modules_by_size": [
+                {"module": m.module, "size": m.size, "count": m.n_allocations} for m in self.modules
+            ],
+            "metadata": metadata_dict(self.stats.metadata),
+        }
+
+    def render(self, *, file: IO[str] | None = None, use_rich: bool | None = None) -> None:
+        out = file if file is not None else sys.stdout
+        if use_rich is None:
+            use_rich = out.isatty()
+        if use_rich:
+            console = rich_console(out)
+
+            def heading(icon: str, text: str) -> None:
+                console.print(f"{icon} [bold]{text}[/]")
+
+            bar = "▇"
+        else:
+
+            def heading(icon: str, text: str) -> None:
+                print(text, file=out)
+
+            bar = "#"
+
+        def line(text: str = "") -> None:
+            print(text, file=out)
+
+        from rich.markup import escape
+
+        heading("📏", "Total allocations:")
+        line(f"\t{self.stats.total_num_allocations}")
+        line()
+        heading("📦", "Total memory allocated:")
+        line(f"\t{size_fmt(self.stats.total_memory_allocated)}")
+        line()
+        heading("📦", "Peak memory usage:")
+        line(f"\t{size_fmt(self.peak_memory())}")
+        line()
+        heading("📊", "Histogram of allocation size:")
+        for text in self._histogram_lines(bar):
+            line(f"\t{text}")
+        line()
+        heading("📂", "Allocator type distribution:")
+        for name, count in self.allocator_distribution():
+            line(f"\t {name}: {count}")
+        line()
+        heading("🥇", escape(f"Top {self.num_largest} largest allocating locations (by size):"))
+        for loc, size in self.top_by_size():
+            line(f"\t- {format_location(*loc)} -> {size_fmt(size)}")
+        line()
+        heading(
+            "🥇",
+            escape(
+                f"Top {self.num_largest} largest allocating locations (by number of allocations):"
+            ),
+        )
+        for loc, count in self.top_by_count():
+            line(f"\t- {format_location(*loc)} -> {count}")
+        line()
+        heading("📚", escape(f"Top {self.num_largest} modules (by size):"))
+        for m in self.modules:
+            line(f"\t- {m.module} -> {size_fmt(m.size)} in {m.n_allocations} allocations")
+
+    def _histogram_lines(self, bar: str) -> list[str]:
+        bins = self.histogram()
+        if not bins:
+            return ["<no data for histogram>"]
+        biggest = max(b.count for b in bins) or 1
+        count_width = max(len(str(b.count)) for b in bins)
+        lines = [
+            f"min: {size_fmt(bins[0].min_bytes)}",
+            "-" * (9 + 4 + count_width + self.BAR_WIDTH),
+        ]
+        for b in bins:
+            length = math.ceil(b.count / biggest * self.BAR_WIDTH)
+            text = f"<={size_fmt(b.max_bytes):<9} : {b.count:>{count_width}} {bar * length}"
+            lines.append(text.rstrip())
+        lines.append("-" * (9 + 4 + count_width + self.BAR_WIDTH))
+        lines.append(f"max: {size_fmt(bins[-1].max_bytes)}")
+        return lines

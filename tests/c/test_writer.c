@@ -1,0 +1,192 @@
+/* test_writer.c: the writer's bytes, exactly, for a hand-made event sequence;
+ * the sink's growth, trimming and compression; failures surface as -errno. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctest.h"
+#include "format.h"
+#include "sink.h"
+#include "writer.h"
+
+static char dir[] = "/tmp/mr-test-writer-XXXXXX";
+
+static size_t slurp(const char *path, uint8_t **out)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    fstat(fd, &st);
+    *out = malloc((size_t)st.st_size + 1);
+    size_t n = (size_t)read(fd, *out, (size_t)st.st_size);
+    close(fd);
+    return n;
+}
+
+static void write_sample(const char *path, int buffered)
+{
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 0, buffered, &sink), 0);
+    mr_writer_t w;
+    mr_header_info_t info = {.flags = 0, .python_allocator = MR_PYALLOC_PYMALLOC, .pid = 0x1234,
+                             .main_tid = 0x1235, .start_ms = 1000, .py_hexversion = 0x030B07F0,
+                             .interval_ms = 10, .command_line = "py x", .command_line_len = 4};
+    CHECK_EQ(mr_writer_init(&w, sink, &info), 0);
+    uint64_t code, frame, node;
+    CHECK_EQ(mr_writer_code(&w, "f", 1, "a.py", 4, 3, &code), 0);
+    CHECK_EQ(code, 1);
+    CHECK_EQ(mr_writer_frame(&w, code, 7, &frame), 0);
+    CHECK_EQ(frame, 1);
+    CHECK_EQ(mr_writer_node(&w, 0, frame, 1, &node), 0);
+    CHECK_EQ(node, 1);
+    CHECK_EQ(mr_writer_alloc(&w, 5, MR_MALLOC, 0x1000, 300, node, 0), 0);
+    CHECK_EQ(mr_writer_alloc(&w, 5, MR_CALLOC, 0x0ff0, 16, node, 0), 0);
+    CHECK_EQ(mr_writer_free(&w, 6, MR_FREE, 0x1000, 0), 0);
+    CHECK_EQ(mr_writer_free(&w, 6, MR_MUNMAP, 0x2000, 4096), 0);
+    CHECK_EQ(mr_writer_thread_name(&w, 6, "w1", 2), 0);
+    CHECK_EQ(mr_writer_memory(&w, 12, 4096, 0, 0), 0);
+    CHECK_EQ(mr_writer_trailer(&w, 20, 2, 0, 0), 0);
+    CHECK_EQ(mr_sink_close(sink), 0);
+}
+
+static const uint8_t expected_records[] = {
+    0x04, 1, 'f', 4, 'a', '.', 'p', 'y', 3, /* CODE f a.py:3 -> 1 */
+    0x05, 1, 7,                             /* FRAME code 1 line 7 -> 1 */
+    0x16, 0, 1,                             /* NODE root, frame 1, entry -> 1 */
+    0x03, 5,                                /* THREAD 5 */
+    0x61, 0x80, 0x40, 0xac, 0x02, 0x02,     /* ALLOC malloc +0x1000 300 stack +1 */
+    0x81, 0x1f, 16, 0,                      /* ALLOC calloc -0x10 16 stack +0 */
+    0x03, 6,                                /* THREAD 6 */
+    0x52, 0x20,                             /* FREE +0x10 */
+    0xf2, 0x80, 0x40, 0x80, 0x20,           /* MUNMAP +0x1000 len 4096 */
+    0x07, 6, 2, 'w', '1',                   /* THREAD_NAME 6 w1 */
+    0x08, 12, 0x80, 0x20,                   /* MEMORY 12 ms rss 4096 */
+    0x0c, 20, 2, 0, 0,                      /* TRAILER */
+};
+
+static void check_sample(const char *path)
+{
+    uint8_t *b;
+    size_t n = slurp(path, &b);
+    CHECK_EQ(n, MR_HEADER_SIZE + 4 + sizeof expected_records);
+    CHECK(memcmp(b, MR_MAGIC, MR_MAGIC_LEN) == 0);
+    CHECK_EQ(mr_get_u16(b + MR_HOFF_VERSION), MR_FORMAT_VERSION);
+    CHECK_EQ(mr_get_u32(b + MR_HOFF_PID), 0x1234);
+    CHECK_EQ(mr_get_u32(b + MR_HOFF_MAIN_TID), 0x1235);
+    CHECK_EQ(mr_get_u64(b + MR_HOFF_START_MS), 1000);
+    CHECK_EQ(mr_get_u32(b + MR_HOFF_CMDLINE_LEN), 4);
+    CHECK(memcmp(b + MR_HEADER_SIZE, "py x", 4) == 0);
+    if (n == MR_HEADER_SIZE + 4 + sizeof expected_records) {
+        const uint8_t *r = b + MR_HEADER_SIZE + 4;
+        for (size_t i = 0; i < sizeof expected_records; i++) {
+            if (r[i] != expected_records[i]) {
+                fprintf(stderr, "byte %zu: %02x != %02x\n", i, r[i], expected_records[i]);
+                CHECK(0);
+                break;
+            }
+        }
+    }
+    free(b);
+}
+
+static void test_mapped_bytes(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/mapped.bin", dir);
+    write_sample(path, 0);
+    check_sample(path);
+}
+
+static void test_buffered_bytes(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/buffered.bin", dir);
+    write_sample(path, 1);
+    check_sample(path);
+}
+
+static void test_exclusive_create(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/mapped.bin", dir);
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 0, 0, &sink), -EEXIST);
+    CHECK_EQ(mr_sink_open_file(path, 1, 0, &sink), 0);
+    CHECK_EQ(mr_sink_close(sink), 0);
+    struct stat st;
+    stat(path, &st);
+    CHECK_EQ(st.st_size, 0);
+    CHECK_EQ(mr_sink_open_file("/nonexistent-dir/x.bin", 0, 0, &sink), -ENOENT);
+}
+
+static void test_growth_across_steps(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/big.bin", dir);
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 0, 0, &sink), 0);
+    uint8_t rec[100];
+    for (int i = 0; i < 100; i++)
+        rec[i] = (uint8_t)(i + 1);
+    /* 5 MiB in 100-byte records: crosses the first steps of the mapping. */
+    for (int i = 0; i < 52429; i++)
+        CHECK_EQ(mr_sink_write(sink, rec, sizeof rec), 0);
+    CHECK_EQ(mr_sink_size(sink), 5242900);
+    CHECK_EQ(mr_sink_close(sink), 0);
+    uint8_t *b;
+    size_t n = slurp(path, &b);
+    CHECK_EQ(n, 5242900);
+    CHECK(b[0] == 1 && b[99] == 100 && b[5242800] == 1 && b[5242899] == 100);
+    free(b);
+    /* Compression replaces the file by one zstd frame. */
+    CHECK_EQ(mr_sink_compress_file(path), 0);
+    n = slurp(path, &b);
+    CHECK(n > 4 && n < 100000);
+    CHECK(memcmp(b, MR_ZSTD_MAGIC, 4) == 0);
+    free(b);
+}
+
+static void test_file_size_limit_fails_cleanly(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/limited.bin", dir);
+    struct rlimit old, lim = {1 << 20, 1 << 20};
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &lim);
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 0, 0, &sink), 0);
+    uint8_t rec[64] = {1};
+    int rc = 0;
+    size_t written = 0;
+    while (rc == 0 && written < (4u << 20)) {
+        rc = mr_sink_write(sink, rec, sizeof rec);
+        if (rc == 0)
+            written += sizeof rec;
+    }
+    CHECK_EQ(rc, -EFBIG);
+    CHECK_EQ(written, 1 << 20);
+    CHECK_EQ(mr_sink_close(sink), 0);
+    setrlimit(RLIMIT_FSIZE, &old);
+}
+
+int main(void)
+{
+    if (mkdtemp(dir) == NULL)
+        return 2;
+    RUN(test_mapped_bytes);
+    RUN(test_buffered_bytes);
+    RUN(test_exclusive_create);
+    RUN(test_growth_across_steps);
+    RUN(test_file_size_limit_fails_cleanly);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 2;
+    DONE();
+}

@@ -1,0 +1,158 @@
+"""Native stacks: C frames inside an extension, symbolized at report time.
+
+A test library built with -g (a static inline function that is inlined, and
+C++ code in a namespace) allocates from Python through ctypes; the native and
+hybrid stacks are asserted exactly: function names, files, lines, the inlined
+frame and the demangled C++ name."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import TIMEOUT, line_of, run_python
+
+from memray import AllocatorType, FileReader
+
+LIB = Path(__file__).parent / "lib"
+
+
+def _line(path: Path, marker: str) -> int:
+    for i, text in enumerate(path.read_text().splitlines(), 1):
+        if marker in text:
+            return i
+    raise ValueError(marker)
+
+
+def build_nativelib(out_dir: Path, name: str = "libnative.so") -> Path:
+    out = out_dir / name
+    objs = []
+    for src, compiler in (("nativelib.c", "cc"), ("nativelib_cxx.cpp", "c++")):
+        obj = out_dir / (src + ".o")
+        subprocess.run([compiler, "-c", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
+                        "-o", str(obj), str(LIB / src)], check=True, timeout=TIMEOUT)
+        objs.append(str(obj))
+    subprocess.run(["c++", "-shared", "-o", str(out), *objs], check=True, timeout=TIMEOUT)
+    return out
+
+
+@pytest.fixture(scope="module")
+def nativelib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_nativelib(tmp_path_factory.mktemp("native"))
+
+
+CODE = """
+import ctypes, os, sys
+import memray
+lib = ctypes.CDLL(os.environ["NATIVELIB"])
+lib.nl_alloc.restype = ctypes.c_void_p
+lib.nl_alloc_cxx.restype = ctypes.c_void_p
+
+def python_caller():
+    return lib.nl_alloc(123457)  # PY_CALL
+
+def python_caller_cxx():
+    return lib.nl_alloc_cxx(123458)  # PY_CALL_CXX
+
+with memray.Tracker("out.bin", native_traces=True):
+    a = python_caller()  # PY_OUTER
+    b = python_caller_cxx()  # PY_OUTER_CXX
+"""
+
+
+def test_native_and_hybrid_stacks(tmp_path: Path, nativelib: Path) -> None:
+    run_python(CODE, tmp_path, env={"NATIVELIB": str(nativelib)})
+    c_src = str(LIB / "nativelib.c")
+    cxx_src = str(LIB / "nativelib_cxx.cpp")
+    script = str(tmp_path / "prog.py")
+    with FileReader(tmp_path / "out.bin") as reader:
+        assert reader.metadata.has_native_traces
+        recs = {r.size: r for r in reader.get_leaked_allocation_records()
+                if r.size in (123457, 123458)}
+        assert set(recs) == {123457, 123458}
+        rec = recs[123457]
+        assert rec.allocator == AllocatorType.MALLOC
+        native = rec.native_stack_trace()
+        assert native[:2] == [
+            ("inlined_alloc", c_src, _line(LIB / "nativelib.c", "NL_INLINED")),
+            ("nl_alloc", c_src, _line(LIB / "nativelib.c", "NL_ENTRY")),
+        ]
+        assert any(f[0] == "_PyEval_EvalFrameDefault" for f in native)
+        hybrid = rec.hybrid_stack_trace()
+        assert hybrid[:2] == native[:2]
+        py_frames = [f for f in hybrid if f[1] == script]
+        assert py_frames == [
+            ("python_caller", script, line_of(CODE, "# PY_CALL")),
+            ("<module>", script, line_of(CODE, "# PY_OUTER")),
+        ]
+        assert not any(f[0] == "_PyEval_EvalFrameDefault" for f in hybrid)
+        cxx = recs[123458].native_stack_trace()
+        assert cxx[:3] == [
+            ("memtest::Pool::grab(unsigned long)", cxx_src, _line(LIB / "nativelib_cxx.cpp",
+                                                                   "NL_CXX_GRAB")),
+            ("nl_cxx_alloc", cxx_src, _line(LIB / "nativelib_cxx.cpp", "NL_CXX_ENTRY")),
+            ("nl_alloc_cxx", c_src, _line(LIB / "nativelib.c", "NL_CXX_CALL")),
+        ]
+
+
+def test_dlclose_and_reload_at_same_address(tmp_path: Path, nativelib: Path) -> None:
+    other = build_nativelib(tmp_path, "libnative_other.so")
+    code = """
+    import ctypes, _ctypes, os
+    import memray
+
+    def load_alloc_close(path, size):
+        lib = ctypes.CDLL(path)
+        lib.nl_alloc.restype = ctypes.c_void_p
+        p = lib.nl_alloc(size)
+        handle = lib._handle
+        del lib
+        _ctypes.dlclose(handle)
+        return p
+
+    with memray.Tracker("out.bin", native_traces=True):
+        load_alloc_close(os.environ["LIB_A"], 111111)
+        load_alloc_close(os.environ["LIB_B"], 222222)
+    """
+    run_python(code, tmp_path, env={"LIB_A": str(nativelib), "LIB_B": str(other)})
+    with FileReader(tmp_path / "out.bin") as reader:
+        recs = {r.size: r for r in reader.get_leaked_allocation_records()
+                if r.size in (111111, 222222)}
+        assert recs[111111].native_segment_generation < recs[222222].native_segment_generation
+        for size in (111111, 222222):
+            frames = recs[size].native_stack_trace()
+            assert frames[1][0] == "nl_alloc", frames[:3]
+            assert frames[1][1] == str(LIB / "nativelib.c")
+
+
+def test_deleted_library_gives_unknown_frames(tmp_path: Path) -> None:
+    lib = build_nativelib(tmp_path, "libnative_gone.so")
+    run_python(CODE, tmp_path, env={"NATIVELIB": str(lib)})
+    lib.unlink()
+    with FileReader(tmp_path / "out.bin") as reader:
+        recs = [r for r in reader.get_leaked_allocation_records() if r.size == 123457]
+        frames = recs[0].native_stack_trace()
+    assert frames[0][0] == "<unknown>"
+    assert frames[0][1] == str(lib)
+    assert any(f[0] == "_PyEval_EvalFrameDefault" for f in frames)
+
+
+def test_native_threads_have_their_own_stacks(tmp_path: Path, testalloc: Path) -> None:
+    code = """
+    import ctypes, os
+    import memray
+    lib = ctypes.CDLL(os.environ["TESTALLOC"])
+    with memray.Tracker("out.bin", native_traces=True):
+        lib.ta_run_pthread(31337, 1, b"nthread")
+    """
+    run_python(code, tmp_path, env={"TESTALLOC": str(testalloc)})
+    with FileReader(tmp_path / "out.bin") as reader:
+        recs = [r for r in reader.get_leaked_allocation_records(merge_threads=False)
+                if r.size == 31337]
+    assert len(recs) == 1
+    assert recs[0].thread_name == "nthread"
+    frames = recs[0].native_stack_trace()
+    assert frames[0][0] == "thread_main"
+    assert recs[0].stack_trace() == []
