@@ -5,8 +5,12 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb
+APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb chromium
 BUILD_DIR := build/release
+# Build tools, runtime dependencies and what the tests use (protobuf and
+# gprof2dot check the pprof and gprof2dot exports).
+PIP_PACKAGES := meson-python meson ninja pytest pytest-timeout ruff rich jinja2 textual \
+	protobuf gprof2dot
 CORE := src/memray/_core
 C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
 C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c
@@ -31,7 +35,7 @@ deps: .deps-stamp
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q meson-python meson ninja pytest pytest-timeout ruff rich jinja2 textual
+	$(VPY) -m pip install -q $(PIP_PACKAGES)
 
 venv: $(VPY)
 
@@ -57,7 +61,8 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 test-asan: deps venv
 	$(MAKE) -B test-c CFLAGS_EXTRA="$(ASAN_FLAGS)" C_FLAGS="$(C_FLAGS)"
 	rm -rf tests/c/bin
-	test -x .venv-asan/bin/python || ($(PYTHON) -m venv .venv-asan && .venv-asan/bin/pip install -q meson-python meson ninja pytest pytest-timeout rich jinja2 textual)
+	test -x .venv-asan/bin/python || $(PYTHON) -m venv .venv-asan
+	.venv-asan/bin/pip install -q $(PIP_PACKAGES)
 	.venv-asan/bin/pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/asan \
 	  -Csetup-args=-Db_sanitize=address,undefined -Csetup-args=-Db_lundef=false -Csetup-args=-Dbuildtype=debugoptimized .
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

@@ -18,8 +18,17 @@ TIMEOUT = 120
 def _build_testalloc(out_dir: Path, name: str = "libtestalloc.so") -> Path:
     out = out_dir / name
     subprocess.run(
-        ["cc", "-shared", "-fPIC", "-O0", "-g", "-o", str(out), str(HERE / "lib" / "testalloc.c"),
-         "-lpthread"],
+        [
+            "cc",
+            "-shared",
+            "-fPIC",
+            "-O0",
+            "-g",
+            "-o",
+            str(out),
+            str(HERE / "lib" / "testalloc.c"),
+            "-lpthread",
+        ],
         check=True,
         timeout=TIMEOUT,
     )

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import TIMEOUT, line_of, run_python
 
 from memray import AllocatorType, FileReader
@@ -31,8 +30,21 @@ def build_nativelib(out_dir: Path, name: str = "libnative.so") -> Path:
     objs = []
     for src, compiler in (("nativelib.c", "cc"), ("nativelib_cxx.cpp", "c++")):
         obj = out_dir / (src + ".o")
-        subprocess.run([compiler, "-c", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
-                        "-o", str(obj), str(LIB / src)], check=True, timeout=TIMEOUT)
+        subprocess.run(
+            [
+                compiler,
+                "-c",
+                "-fPIC",
+                "-g",
+                "-O1",
+                "-fno-omit-frame-pointer",
+                "-o",
+                str(obj),
+                str(LIB / src),
+            ],
+            check=True,
+            timeout=TIMEOUT,
+        )
         objs.append(str(obj))
     subprocess.run(["c++", "-shared", "-o", str(out), *objs], check=True, timeout=TIMEOUT)
     return out
@@ -69,8 +81,9 @@ def test_native_and_hybrid_stacks(tmp_path: Path, nativelib: Path) -> None:
     script = str(tmp_path / "prog.py")
     with FileReader(tmp_path / "out.bin") as reader:
         assert reader.metadata.has_native_traces
-        recs = {r.size: r for r in reader.get_leaked_allocation_records()
-                if r.size in (123457, 123458)}
+        recs = {
+            r.size: r for r in reader.get_leaked_allocation_records() if r.size in (123457, 123458)
+        }
         assert set(recs) == {123457, 123458}
         rec = recs[123457]
         assert rec.allocator == AllocatorType.MALLOC
@@ -90,8 +103,11 @@ def test_native_and_hybrid_stacks(tmp_path: Path, nativelib: Path) -> None:
         assert not any(f[0] == "_PyEval_EvalFrameDefault" for f in hybrid)
         cxx = recs[123458].native_stack_trace()
         assert cxx[:3] == [
-            ("memtest::Pool::grab(unsigned long)", cxx_src, _line(LIB / "nativelib_cxx.cpp",
-                                                                   "NL_CXX_GRAB")),
+            (
+                "memtest::Pool::grab(unsigned long)",
+                cxx_src,
+                _line(LIB / "nativelib_cxx.cpp", "NL_CXX_GRAB"),
+            ),
             ("nl_cxx_alloc", cxx_src, _line(LIB / "nativelib_cxx.cpp", "NL_CXX_ENTRY")),
             ("nl_alloc_cxx", c_src, _line(LIB / "nativelib.c", "NL_CXX_CALL")),
         ]
@@ -118,8 +134,9 @@ def test_dlclose_and_reload_at_same_address(tmp_path: Path, nativelib: Path) -> 
     """
     run_python(code, tmp_path, env={"LIB_A": str(nativelib), "LIB_B": str(other)})
     with FileReader(tmp_path / "out.bin") as reader:
-        recs = {r.size: r for r in reader.get_leaked_allocation_records()
-                if r.size in (111111, 222222)}
+        recs = {
+            r.size: r for r in reader.get_leaked_allocation_records() if r.size in (111111, 222222)
+        }
         assert recs[111111].native_segment_generation < recs[222222].native_segment_generation
         for size in (111111, 222222):
             frames = recs[size].native_stack_trace()
@@ -149,8 +166,9 @@ def test_native_threads_have_their_own_stacks(tmp_path: Path, testalloc: Path) -
     """
     run_python(code, tmp_path, env={"TESTALLOC": str(testalloc)})
     with FileReader(tmp_path / "out.bin") as reader:
-        recs = [r for r in reader.get_leaked_allocation_records(merge_threads=False)
-                if r.size == 31337]
+        recs = [
+            r for r in reader.get_leaked_allocation_records(merge_threads=False) if r.size == 31337
+        ]
     assert len(recs) == 1
     assert recs[0].thread_name == "nthread"
     frames = recs[0].native_stack_trace()

@@ -10,11 +10,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TIMEOUT, line_of, run_python
 
 import memray
@@ -123,8 +121,11 @@ def test_high_water_mark_leaks_and_temporary(tmp_path: Path, testalloc: Path) ->
     run(code, tmp_path, testalloc)
     full = program(code)
     with FileReader(tmp_path / "out.bin") as reader:
-        peak = {r.size: r for r in reader.get_high_watermark_allocation_records()
-                if r.size in (500_000, 300_000, 100_000)}
+        peak = {
+            r.size: r
+            for r in reader.get_high_watermark_allocation_records()
+            if r.size in (500_000, 300_000, 100_000)
+        }
         leaks = [r for r in reader.get_leaked_allocation_records() if r.size == 100_000]
         temps = [r for r in reader.get_temporary_allocation_records() if r.size == 5 * 7777]
         meta = reader.metadata
@@ -176,7 +177,7 @@ def test_frames_above_with_are_hidden_and_lines_exact(tmp_path: Path, testalloc:
     run(code, tmp_path, testalloc)
     full = program(code)
     script = str(tmp_path / "prog.py")
-    L = lambda m: line_of(full, m)  # noqa: E731
+    L = lambda m: line_of(full, m)
     with FileReader(tmp_path / "out.bin") as reader:
         leaks = {r.size: r.stack_trace() for r in reader.get_leaked_allocation_records()}
     assert leaks[2001] == [("gen", script, L("# GEN")), ("outer", script, L("# NEXT"))]
@@ -271,10 +272,13 @@ def test_trace_python_allocators(tmp_path: Path, testalloc: Path) -> None:
     full = program(code)
     with FileReader(tmp_path / "out.bin") as reader:
         assert reader.metadata.trace_python_allocators
-        recs = [r for r in reader.get_leaked_allocation_records()
-                if r.allocator == AllocatorType.PYMALLOC_MALLOC
-                and r.stack_trace()[:1] == [("<listcomp>", str(tmp_path / "prog.py"),
-                                              line_of(full, "# OBJS"))]]
+        recs = [
+            r
+            for r in reader.get_leaked_allocation_records()
+            if r.allocator == AllocatorType.PYMALLOC_MALLOC
+            and r.stack_trace()[:1]
+            == [("<listcomp>", str(tmp_path / "prog.py"), line_of(full, "# OBJS"))]
+        ]
     assert sum(r.n_allocations for r in recs) >= 10
     assert sum(r.size for r in recs) >= 10 * 16
     with FileReader(tmp_path / "plain.bin") as reader:
@@ -338,8 +342,9 @@ def test_sigkill_mid_run_leaves_readable_capture(tmp_path: Path, testalloc: Path
     script = tmp_path / "prog.py"
     script.write_text(program(code))
     env = dict(os.environ, TESTALLOC=str(testalloc))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(signal.SIGKILL)
@@ -348,9 +353,12 @@ def test_sigkill_mid_run_leaves_readable_capture(tmp_path: Path, testalloc: Path
         proc.kill()
     with FileReader(tmp_path / "out.bin") as reader:
         sizes = sorted(r.size for r in reader.get_allocation_records() if 7000 <= r.size < 8000)
-        leaked = [r for r in reader.get_leaked_allocation_records()
-                  if r.stack_trace()[:1] == [("<module>", str(script),
-                                               line_of(program(code), "# KILLED"))]]
+        leaked = [
+            r
+            for r in reader.get_leaked_allocation_records()
+            if r.stack_trace()[:1]
+            == [("<module>", str(script), line_of(program(code), "# KILLED"))]
+        ]
     assert sizes == list(range(7000, 8000))
     assert len(leaked) == 1
     assert leaked[0].n_allocations == 1000
@@ -375,15 +383,24 @@ def test_aggregated_matches_all_allocations(tmp_path: Path, testalloc: Path) -> 
     script.write_text(program(code))
     env = dict(os.environ, TESTALLOC=str(testalloc))
     for name, fmt in (("all.bin", "ALL_ALLOCATIONS"), ("agg.bin", "AGGREGATED_ALLOCATIONS")):
-        subprocess.run([sys.executable, str(script), name, fmt], cwd=tmp_path, env=env,
-                       check=True, timeout=TIMEOUT)
+        subprocess.run(
+            [sys.executable, str(script), name, fmt],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+            timeout=TIMEOUT,
+        )
 
     def summary(path: Path):
         with FileReader(path) as reader:
-            hwm = sorted((r.stack_trace(), r.allocator, r.size, r.n_allocations)
-                         for r in reader.get_high_watermark_allocation_records())
-            leaks = sorted((r.stack_trace(), r.allocator, r.size, r.n_allocations)
-                           for r in reader.get_leaked_allocation_records())
+            hwm = sorted(
+                (r.stack_trace(), r.allocator, r.size, r.n_allocations)
+                for r in reader.get_high_watermark_allocation_records()
+            )
+            leaks = sorted(
+                (r.stack_trace(), r.allocator, r.size, r.n_allocations)
+                for r in reader.get_leaked_allocation_records()
+            )
             return hwm, leaks, reader.metadata
 
     all_hwm, all_leaks, all_meta = summary(tmp_path / "all.bin")
@@ -448,8 +465,11 @@ def test_destinations(tmp_path: Path, testalloc: Path, dest: str) -> None:
     head = (tmp_path / "out.bin").read_bytes()[:4]
     assert (head == b"\x28\xb5\x2f\xfd") == (dest == "compressed")
     with FileReader(tmp_path / "out.bin") as reader:
-        sizes = sorted(r.size for r in reader.get_allocation_records()
-                       if r.allocator == AllocatorType.MALLOC and 9000 <= r.size < 11000)
+        sizes = sorted(
+            r.size
+            for r in reader.get_allocation_records()
+            if r.allocator == AllocatorType.MALLOC and 9000 <= r.size < 11000
+        )
         leaked = [r for r in reader.get_leaked_allocation_records() if r.n_allocations == 2000]
     assert sizes == list(range(9000, 11000))
     assert len(leaked) == 1 and leaked[0].size == sum(range(9000, 11000))
@@ -532,8 +552,11 @@ def test_injected_write_failure_keeps_program_running(tmp_path: Path, testalloc:
                 lib.ta_free(lib.ta_malloc(20_000 + i))
     print("survived", len(caught), "Input/output error" in str(caught[0].message))
     """
-    proc = run_python(program(code), tmp_path,
-                      env={"TESTALLOC": str(testalloc), "MEMRAY_TEST_FAIL_WRITE_AFTER": "300"})
+    proc = run_python(
+        program(code),
+        tmp_path,
+        env={"TESTALLOC": str(testalloc), "MEMRAY_TEST_FAIL_WRITE_AFTER": "300"},
+    )
     assert proc.stdout.split() == ["survived", "1", "True"]
     # What was written before the failure is still a readable capture.
     with FileReader(tmp_path / "out.bin") as reader:

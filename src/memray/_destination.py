@@ -18,7 +18,7 @@ class FileDestination:
     is killed).
     """
 
-    path: Union[pathlib.Path, str]
+    path: pathlib.Path | str
     overwrite: bool = False
     compress_on_exit: bool = True
     buffered: bool = False

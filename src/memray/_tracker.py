@@ -8,7 +8,7 @@ import sys
 import threading
 import warnings
 from types import FrameType, TracebackType
-from typing import Any, Optional, Type, Union
+from typing import Any
 
 from . import _memray
 from ._destination import Destination, FileDestination, SocketDestination
@@ -18,8 +18,10 @@ from ._enums import FileFormat, PythonAllocatorType
 def _python_allocator() -> PythonAllocatorType:
     name = os.environ.get("PYTHONMALLOC", "")
     if name in ("", "pymalloc", "default"):
-        return PythonAllocatorType.PYMALLOC_DEBUG if sys.flags.dev_mode else (
-            PythonAllocatorType.PYMALLOC
+        return (
+            PythonAllocatorType.PYMALLOC_DEBUG
+            if sys.flags.dev_mode
+            else (PythonAllocatorType.PYMALLOC)
         )
     if name in ("pymalloc_debug", "debug"):
         return PythonAllocatorType.PYMALLOC_DEBUG
@@ -44,9 +46,9 @@ class Tracker:
 
     def __init__(
         self,
-        file_name: Union[pathlib.Path, str, None] = None,
+        file_name: pathlib.Path | str | None = None,
         *,
-        destination: Optional[Destination] = None,
+        destination: Destination | None = None,
         native_traces: bool = False,
         memory_interval_ms: int = 10,
         follow_fork: bool = False,
@@ -54,7 +56,9 @@ class Tracker:
         file_format: FileFormat = FileFormat.ALL_ALLOCATIONS,
     ) -> None:
         if (file_name is None) == (destination is None):
-            raise TypeError("Exactly one of 'file_name' or 'destination' argument must be specified")
+            raise TypeError(
+                "Exactly one of 'file_name' or 'destination' argument must be specified"
+            )
         if file_name is not None:
             destination = FileDestination(path=file_name)
         if not isinstance(destination, (FileDestination, SocketDestination)):
@@ -83,7 +87,13 @@ class Tracker:
         self._used = False
         self._previous_profile: Any = None
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
+        return self._enter(sys._getframe(1))
+
+    def _enter(self, boundary: FrameType | None) -> Tracker:
+        """Starts tracking; frames outer to ``boundary`` (on this thread) are
+        hidden from every recorded stack. ``memray run`` passes the program's
+        ``<module>`` frame so runpy's and memray's own frames never show."""
         if self._used:
             raise RuntimeError("Tracker instances cannot be reused")
         if _memray.is_tracking():
@@ -102,7 +112,7 @@ class Tracker:
             interval_ms=self._memory_interval_ms,
             command_line=" ".join(sys.argv),
             python_allocator=int(_python_allocator()),
-            boundary_frame=sys._getframe(1),
+            boundary_frame=boundary,
         )
         for thread in threading.enumerate():
             if thread.native_id is not None:
@@ -113,9 +123,9 @@ class Tracker:
 
     def __exit__(
         self,
-        exc_type: Optional[Type[BaseException]],
-        exc_value: Optional[BaseException],
-        traceback: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         threading.setprofile(self._previous_profile)
         error = _memray.stop()

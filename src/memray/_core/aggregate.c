@@ -10,35 +10,9 @@
 #include <string.h>
 
 #include "format.h"
+#include "util.h"
 
 #define NONE32 UINT32_MAX
-
-static inline uint64_t mix64(uint64_t x)
-{
-    /* splitmix64 finalizer: addresses are 16-byte aligned and ids are small
-     * integers, both poorly spread in their low bits. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-static int grow_array(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *a = realloc(*arr, n * elem);
-    if (a == NULL)
-        return -ENOMEM;
-    *arr = a;
-    *cap = n;
-    return 0;
-}
 
 /* ---- location table ----------------------------------------------------
  * Dense array of per-location items (each starting with its mr_loc_key_t),
@@ -62,7 +36,7 @@ static inline int key_eq(const mr_loc_key_t *a, const mr_loc_key_t *b)
 
 static inline uint64_t key_hash(const mr_loc_key_t *k)
 {
-    return mix64(k->stack * 0x9E3779B97F4A7C15ull ^ k->native * 0xC2B2AE3D27D4EB4Full ^
+    return mr_hash64(k->stack * 0x9E3779B97F4A7C15ull ^ k->native * 0xC2B2AE3D27D4EB4Full ^
                  ((uint64_t)k->tid << 8 | k->allocator));
 }
 
@@ -120,7 +94,7 @@ static int loctab_get(loctab_t *t, const mr_loc_key_t *key, uint32_t *idx, int *
     }
     if (t->n >= NONE32 - 1)
         return -ENOMEM;
-    if (grow_array((void **)&t->items, &t->cap, t->n + 1, t->elem) < 0)
+    if (mr_grow_array((void **)&t->items, &t->cap, t->n + 1, t->elem) < 0)
         return -ENOMEM;
     if (t->slots == NULL || (t->n + 1) * 2 > t->mask + 1) {
         if (loctab_rehash(t, t->slots ? (t->mask + 1) * 2 : 256) < 0)
@@ -169,7 +143,7 @@ static int livetab_resize(livetab_t *t, size_t cap)
         for (size_t i = 0; i <= t->mask; i++) {
             if (t->slots[i].loc == NONE32)
                 continue;
-            size_t j = mix64(t->slots[i].addr) & (cap - 1);
+            size_t j = mr_hash64(t->slots[i].addr) & (cap - 1);
             while (slots[j].loc != NONE32)
                 j = (j + 1) & (cap - 1);
             slots[j] = t->slots[i];
@@ -196,7 +170,7 @@ static inline live_entry_t *livetab_find(const livetab_t *t, uint64_t addr)
 {
     if (t->slots == NULL)
         return NULL;
-    for (size_t j = mix64(addr) & t->mask;; j = (j + 1) & t->mask) {
+    for (size_t j = mr_hash64(addr) & t->mask;; j = (j + 1) & t->mask) {
         live_entry_t *e = &t->slots[j];
         if (e->loc == NONE32)
             return NULL;
@@ -208,14 +182,14 @@ static inline live_entry_t *livetab_find(const livetab_t *t, uint64_t addr)
 static inline void livetab_prefetch(const livetab_t *t, uint64_t addr)
 {
     if (t->slots != NULL)
-        __builtin_prefetch(&t->slots[mix64(addr) & t->mask]);
+        __builtin_prefetch(&t->slots[mr_hash64(addr) & t->mask]);
 }
 
 /* addr must be absent and room reserved. */
 static inline void livetab_insert(livetab_t *t, uint64_t addr, uint64_t size, uint32_t loc,
                                   uint32_t tag)
 {
-    size_t j = mix64(addr) & t->mask;
+    size_t j = mr_hash64(addr) & t->mask;
     while (t->slots[j].loc != NONE32)
         j = (j + 1) & t->mask;
     t->slots[j] = (live_entry_t){.addr = addr, .size = size, .loc = loc, .tag = tag};
@@ -231,7 +205,7 @@ static void livetab_remove(livetab_t *t, live_entry_t *e)
         live_entry_t *n = &t->slots[j];
         if (n->loc == NONE32)
             break;
-        size_t home = mix64(n->addr) & t->mask;
+        size_t home = mr_hash64(n->addr) & t->mask;
         if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
             t->slots[i] = *n;
             i = j;
@@ -311,7 +285,7 @@ static int u64map_resize(u64map_t *m, size_t cap)
     for (size_t i = 0; m->used != NULL && i <= m->mask; i++) {
         if (!m->used[i])
             continue;
-        size_t j = mix64(m->keys[i]) & n.mask;
+        size_t j = mr_hash64(m->keys[i]) & n.mask;
         while (n.used[j])
             j = (j + 1) & n.mask;
         n.used[j] = 1;
@@ -332,7 +306,7 @@ static uint64_t *u64map_slot(u64map_t *m, uint64_t key, int *created)
         if (u64map_resize(m, m->used ? (m->mask + 1) * 2 : 64) < 0)
             return NULL;
     }
-    size_t j = mix64(key) & m->mask;
+    size_t j = mr_hash64(key) & m->mask;
     while (m->used[j]) {
         if (m->keys[j] == key)
             return &m->vals[j];
@@ -350,7 +324,7 @@ static const uint64_t *u64map_get(const u64map_t *m, uint64_t key)
 {
     if (m->used == NULL)
         return NULL;
-    for (size_t j = mix64(key) & m->mask; m->used[j]; j = (j + 1) & m->mask)
+    for (size_t j = mr_hash64(key) & m->mask; m->used[j]; j = (j + 1) & m->mask)
         if (m->keys[j] == key)
             return &m->vals[j];
     return NULL;
@@ -593,7 +567,7 @@ static tmp_ring_t *tmp_ring(mr_tmp_t *t, uint32_t tid, int create)
         const uint64_t *v = u64map_get(&t->ring_of_tid, tid);
         return v ? &t->rings[*v] : NULL;
     }
-    if (grow_array((void **)&t->rings, &t->cap_rings, t->n_rings + 1, sizeof *t->rings) < 0)
+    if (mr_grow_array((void **)&t->rings, &t->cap_rings, t->n_rings + 1, sizeof *t->rings) < 0)
         return NULL;
     int created;
     uint64_t *v = u64map_slot(&t->ring_of_tid, tid, &created);
@@ -615,7 +589,7 @@ int mr_tmp_alloc(mr_tmp_t *t, uint32_t tid, const mr_loc_key_t *key, uint64_t ad
     if (ring == NULL)
         return -ENOMEM;
     if (ring->pushed < t->depth && ring->pushed >= ring->cap &&
-        grow_array((void **)&ring->slots, &ring->cap, (size_t)ring->pushed + 1,
+        mr_grow_array((void **)&ring->slots, &ring->cap, (size_t)ring->pushed + 1,
                    sizeof *ring->slots) < 0)
         return -ENOMEM;
     if (loctab_get(&t->locs, key, &idx, &created) < 0)
@@ -692,7 +666,7 @@ struct mr_life {
  * hashes are told apart by comparing the stored triple. */
 static uint64_t hist_key(uint32_t loc, uint32_t a, uint32_t d)
 {
-    return mix64(((uint64_t)loc << 32 | a) ^ mix64(d + 0x632BE59BD9B4E019ull));
+    return mr_hash64(((uint64_t)loc << 32 | a) ^ mr_hash64(d + 0x632BE59BD9B4E019ull));
 }
 
 int mr_life_new(mr_life_t **out)
@@ -724,7 +698,7 @@ static int hist_add(u64map_t *index, life_hist_t **hist, size_t *n_hist, size_t 
     uint64_t key = hist_key(loc, a, d);
     for (;;) {
         int created;
-        if (grow_array((void **)hist, cap_hist, *n_hist + 1, sizeof **hist) < 0)
+        if (mr_grow_array((void **)hist, cap_hist, *n_hist + 1, sizeof **hist) < 0)
             return -ENOMEM;
         uint64_t *slot = u64map_slot(index, key, &created);
         if (slot == NULL)
@@ -739,7 +713,7 @@ static int hist_add(u64map_t *index, life_hist_t **hist, size_t *n_hist, size_t 
             h->bytes += bytes;
             return 0;
         }
-        key = mix64(key + 1); /* collision of two triples: try the next key */
+        key = mr_hash64(key + 1); /* collision of two triples: try the next key */
     }
 }
 
@@ -763,7 +737,7 @@ int mr_life_alloc(mr_life_t *l, const mr_loc_key_t *key, uint64_t addr, uint64_t
 int mr_life_free(mr_life_t *l, uint64_t addr, uint64_t len, int is_munmap)
 {
     /* Room first, so that a failure leaves the allocation alive. */
-    if (grow_array((void **)&l->hist, &l->cap_hist, l->n_hist + 1, sizeof *l->hist) < 0)
+    if (mr_grow_array((void **)&l->hist, &l->cap_hist, l->n_hist + 1, sizeof *l->hist) < 0)
         return -ENOMEM;
     released_t rel;
     if (!livetab_release(&l->live, addr, len, is_munmap, &rel))
@@ -812,7 +786,7 @@ int mr_life_rows(mr_life_t *l, mr_interval_row_t **rows, size_t *n)
         if (e->loc != NONE32)
             rc = hist_add(&index, &all, &n_all, &cap_all, e->loc, e->tag, NONE32, 1, e->size);
     }
-    if (rc == 0 && grow_array((void **)&all, &cap_all, n_all + l->n_hist + 1, sizeof *all) < 0)
+    if (rc == 0 && mr_grow_array((void **)&all, &cap_all, n_all + l->n_hist + 1, sizeof *all) < 0)
         rc = -ENOMEM;
     mr_interval_row_t *out = NULL;
     if (rc == 0) {
@@ -905,7 +879,7 @@ void mr_thwm_destroy(mr_thwm_t *t)
 /* Room for the runs one event can add (two locations, two runs each). */
 static int thwm_reserve_runs(mr_thwm_t *t)
 {
-    return grow_array((void **)&t->runs, &t->cap_runs, t->n_runs + 4, sizeof *t->runs);
+    return mr_grow_array((void **)&t->runs, &t->cap_runs, t->n_runs + 4, sizeof *t->runs);
 }
 
 static void thwm_append(mr_thwm_t *t, thwm_loc_t *l, uint32_t k, uint64_t n, uint64_t bytes)
@@ -1007,10 +981,10 @@ int mr_thwm_snapshot(mr_thwm_t *t)
         return 0; /* intervals saturate; the caller strides long before */
     if (t->k >= t->cap_k) {
         size_t cap = t->cap_k;
-        if (grow_array((void **)&t->peak_epoch, &cap, (size_t)t->k + 1, sizeof *t->peak_epoch) < 0)
+        if (mr_grow_array((void **)&t->peak_epoch, &cap, (size_t)t->k + 1, sizeof *t->peak_epoch) < 0)
             return -ENOMEM;
         cap = t->cap_k;
-        if (grow_array((void **)&t->hwm, &cap, (size_t)t->k + 1, sizeof *t->hwm) < 0)
+        if (mr_grow_array((void **)&t->hwm, &cap, (size_t)t->k + 1, sizeof *t->hwm) < 0)
             return -ENOMEM;
         t->cap_k = cap;
     }
@@ -1135,7 +1109,7 @@ int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t si
 {
     int created;
     if (livetab_reserve(&s->live) < 0 ||
-        grow_array((void **)&s->frames, &s->cap_frames, s->n_frames + 1, sizeof *s->frames) < 0)
+        mr_grow_array((void **)&s->frames, &s->cap_frames, s->n_frames + 1, sizeof *s->frames) < 0)
         return -ENOMEM;
     uint64_t *count = u64map_slot(&s->by_size, size, &created);
     uint64_t *fi = count ? u64map_slot(&s->frame_index, frame, &created) : NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "util.h"
 
 /* One pass: every ALLOC/FREE/MEMORY/AGG/TRAILER event goes to fn (which
  * returns 0 or -errno), with progress calls in between. Events are decoded
@@ -81,21 +82,6 @@ typedef struct scan_ctx {
     uint64_t max_heap_seen; /* of MEMORY records carrying one */
 } scan_ctx_t;
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 256;
-    while (n < need)
-        n *= 2;
-    void *a = realloc(*arr, n * elem);
-    if (a == NULL)
-        return -ENOMEM;
-    *arr = a;
-    *cap = n;
-    return 0;
-}
-
 static int scan_event(void *vctx, const mr_event_t *ev)
 {
     scan_ctx_t *c = vctx;
@@ -109,7 +95,7 @@ static int scan_event(void *vctx, const mr_event_t *ev)
         mr_agg_free(c->agg, ev->addr, ev->size, ev->allocator == MR_MUNMAP);
         return 0;
     case MR_REC_MEMORY:
-        if (grow((void **)&s->snapshots, &c->cap_snapshots, s->n_snapshots + 1,
+        if (mr_grow_array((void **)&s->snapshots, &c->cap_snapshots, s->n_snapshots + 1,
                  sizeof *s->snapshots) < 0)
             return -ENOMEM;
         s->snapshots[s->n_snapshots++] = (mr_snapshot_t){
@@ -121,7 +107,7 @@ static int scan_event(void *vctx, const mr_event_t *ev)
             c->max_heap_seen = ev->heap;
         return 0;
     case MR_REC_AGG:
-        if (grow((void **)&c->agg_rows, &c->cap_agg_rows, c->n_agg_rows + 1,
+        if (mr_grow_array((void **)&c->agg_rows, &c->cap_agg_rows, c->n_agg_rows + 1,
                  sizeof *c->agg_rows) < 0)
             return -ENOMEM;
         c->agg_rows[c->n_agg_rows++] = (mr_agg_row_t){

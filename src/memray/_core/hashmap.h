@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "util.h"
+
 #define MR_HM_EMPTY UINT64_MAX
 
 typedef struct mr_hm_slot {
@@ -25,14 +27,7 @@ typedef struct mr_hm {
 
 static inline uint64_t mr_hm_hash(uint64_t x)
 {
-    /* splitmix64 finalizer: keys are pointers and packed ids whose low bits
-     * are poorly spread. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
+    return mr_hash64(x);
 }
 
 static inline int mr_hm_init(mr_hm_t *m, size_t capacity)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "util.h"
 
 /* Bytes the decoder asks the source for before each record: more than the
  * longest fixed-size record (AGG: a tag and 8 varints, 81 bytes), so only
@@ -132,22 +133,6 @@ static char *arena_strdup(mr_reader_t *r, const uint8_t *s, size_t n)
         p[n] = '\0';
     }
     return p;
-}
-
-/* Grows *arr (of *cap elements of size elem) to hold at least need. */
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *a = realloc(*arr, n * elem);
-    if (a == NULL)
-        return -ENOMEM;
-    *arr = a;
-    *cap = n;
-    return 0;
 }
 
 static uint64_t mix32(uint32_t x)
@@ -433,7 +418,7 @@ static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, si
     memcpy(copy, name, len);
     copy[len] = '\0';
     if (t == NULL) {
-        if (grow((void **)&r->threads, &r->cap_threads, r->n_threads + 1, sizeof *r->threads) < 0) {
+        if (mr_grow_array((void **)&r->threads, &r->cap_threads, r->n_threads + 1, sizeof *r->threads) < 0) {
             free(copy);
             return -ENOMEM;
         }
@@ -687,7 +672,7 @@ static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, c
         if ((rc = get_string(r, &rec, &q, &bid, &bid_len, "build id")) <= 0)
             goto out;
         char *bid_copy = arena_strdup(r, bid, bid_len);
-        if (bid_copy == NULL || grow((void **)&maps, &cap, (size_t)i + 1, sizeof *maps) < 0) {
+        if (bid_copy == NULL || mr_grow_array((void **)&maps, &cap, (size_t)i + 1, sizeof *maps) < 0) {
             rc = set_error(r, -ENOMEM, "out of memory");
             goto out;
         }
@@ -695,7 +680,7 @@ static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, c
                                  .build_id = (const uint8_t *)bid_copy,
                                  .path_len = (uint32_t)path_len, .build_id_len = (uint32_t)bid_len};
     }
-    if (grow((void **)&r->gens, &r->cap_gens, r->n_gens + 1, sizeof *r->gens) < 0) {
+    if (mr_grow_array((void **)&r->gens, &r->cap_gens, r->n_gens + 1, sizeof *r->gens) < 0) {
         rc = set_error(r, -ENOMEM, "out of memory");
         goto out;
     }
@@ -806,7 +791,7 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
         name = rec + name_off;
         if (r->n_codes >= MAX_TABLE_IDS)
             return corrupt(r, rec, "too many CODE records");
-        if (grow((void **)&r->codes, &r->cap_codes, r->n_codes + 1, sizeof *r->codes) < 0)
+        if (mr_grow_array((void **)&r->codes, &r->cap_codes, r->n_codes + 1, sizeof *r->codes) < 0)
             return set_error(r, -ENOMEM, "out of memory");
         char *n = arena_strdup(r, name, name_len);
         char *f = n ? arena_strdup(r, file, file_len) : NULL;
@@ -831,7 +816,7 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
             return corrupt(r, rec, "FRAME with undefined code %" PRIu64, code);
         if (r->n_frames >= MAX_TABLE_IDS / 2) /* ids are kept in 31 bits in nodes */
             return corrupt(r, rec, "too many FRAME records");
-        if (grow((void **)&r->frames, &r->cap_frames, r->n_frames + 1, sizeof *r->frames) < 0)
+        if (mr_grow_array((void **)&r->frames, &r->cap_frames, r->n_frames + 1, sizeof *r->frames) < 0)
             return set_error(r, -ENOMEM, "out of memory");
         r->frames[r->n_frames++] = (frame_entry_t){.line = line, .code = (uint32_t)code};
         r->p = q;
@@ -854,7 +839,7 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
             return corrupt(r, rec, "NODE with undefined frame %" PRIu64, frame);
         if (r->n_nodes >= MAX_TABLE_IDS)
             return corrupt(r, rec, "too many NODE records");
-        if (grow((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, sizeof *r->nodes) < 0)
+        if (mr_grow_array((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, sizeof *r->nodes) < 0)
             return set_error(r, -ENOMEM, "out of memory");
         r->nodes[r->n_nodes++] = (node_entry_t){.parent = (uint32_t)parent,
                                                 .frame = (uint32_t)frame,
@@ -915,7 +900,7 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
             return corrupt(r, rec, "NATIVE_NODE with undefined parent %" PRIu64, parent);
         if (r->n_natives >= MAX_TABLE_IDS)
             return corrupt(r, rec, "too many NATIVE_NODE records");
-        if (grow((void **)&r->natives, &r->cap_natives, r->n_natives + 1, sizeof *r->natives) < 0)
+        if (mr_grow_array((void **)&r->natives, &r->cap_natives, r->n_natives + 1, sizeof *r->natives) < 0)
             return set_error(r, -ENOMEM, "out of memory");
         r->natives[r->n_natives++] = (native_entry_t){.ip = ip, .parent = (uint32_t)parent};
         r->p = q;

@@ -35,6 +35,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "parse",
     "summary",
     "stats",
+    "flamegraph",
+    "table",
+    "transform",
 )
 
 _DESCRIPTION = textwrap.dedent(

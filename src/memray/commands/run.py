@@ -14,7 +14,6 @@ import sys
 import traceback
 import types
 import zipfile
-from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -383,12 +382,8 @@ class _StartHook:
     ``<module>`` frame is entered, so that frame, not runpy's nor ours, is the
     outermost frame every recorded stack shows.
 
-    The Tracker hides the frames above the frame that enters it, which it takes
-    as ``sys._getframe(1)`` in ``Tracker.__enter__``. Entering from here, that
-    would be this hook's frame; for the one call, ``sys._getframe`` answers
-    that question with the program's frame instead. If a Tracker stops asking
-    that way, tracking still starts here, and the stacks merely show this hook
-    above the program (tests/test_cli.py checks the outermost frame).
+    The Tracker hides the frames above the program's frame, which it is given
+    explicitly (tests/test_cli.py checks the outermost frame).
     """
 
     def __init__(self, program: _Program, tracker: Any, previous: Any) -> None:
@@ -404,26 +399,10 @@ class _StartHook:
         if self.program.kind == "script":
             sys.argv[0] = self.program.argv[0]  # the path as typed, not runpy's
         try:
-            _enter_at(self.tracker, frame)
+            self.tracker._enter(frame)
         except Exception as error:
             raise _StartError(f"cannot start tracking: {one_line(error)}") from error
         self.program.started = True
-
-
-def _enter_at(tracker: Any, frame: FrameType) -> None:
-    enter_code = getattr(type(tracker).__enter__, "__code__", None)
-    real_getframe: Callable[..., FrameType] = sys._getframe
-
-    def getframe(depth: int = 0) -> FrameType:
-        if depth == 1 and real_getframe(1).f_code is enter_code:
-            return frame
-        return real_getframe(depth + 1)
-
-    sys._getframe = getframe
-    try:
-        tracker.__enter__()
-    finally:
-        sys._getframe = real_getframe
 
 
 def _print_program_exception(error: BaseException, module_frame: FrameType | None) -> None:

@@ -1,0 +1,138 @@
+"""`memray flamegraph`: an HTML flame graph of a capture (peak, leaks,
+temporary allocations, or a time range with --temporal)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    add_results_argument,
+    add_snapshot_options,
+    check_capture_path,
+    check_output_file,
+    open_reader,
+    positive_int,
+    reading,
+    snapshot_records,
+)
+
+HELP = "Generate an HTML flame graph for peak memory usage"
+DESCRIPTION = """\
+Generate a self-contained HTML flame graph of a capture: by default what was
+alive when the heap was largest; with --leaks what was never freed; with
+--temporary-allocations what was freed almost at once; with --temporal a
+time range picked on the memory plot.
+"""
+
+
+def default_output_path(results: str, reporter: str, suffix: str) -> Path:
+    """memray-<reporter>-<capture name with suffix>, next to the capture
+    (a leading "memray-" of the capture's name is not repeated)."""
+    capture = Path(results)
+    name = capture.with_suffix(suffix).name
+    name = name.removeprefix("memray-")
+    return capture.parent / f"memray-{reporter}-{name}"
+
+
+def snapshot_kind(args: argparse.Namespace) -> str:
+    threshold = getattr(args, "temporary_allocation_threshold", -1)
+    if threshold is not None and threshold >= 0:
+        return "temporary"
+    return "leaks" if getattr(args, "leaks", False) else "high_water_mark"
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", default=None, help="Output file name")
+    parser.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        default=False,
+        help="If the output file already exists, overwrite it",
+    )
+
+
+def prepare_parser(parser: argparse.ArgumentParser) -> None:
+    add_output_options(parser)
+    add_snapshot_options(parser)
+    parser.add_argument(
+        "--split-threads",
+        action="store_true",
+        default=False,
+        help="Do not merge allocations across threads; pick a thread in the page",
+    )
+    parser.add_argument(
+        "--inverted",
+        action="store_true",
+        default=False,
+        help="Start with an inverted flame graph: the functions that allocated at the root",
+    )
+    parser.add_argument(
+        "--temporal",
+        action="store_true",
+        default=False,
+        help="Generate a flame graph that can show the allocations of a time range "
+        "picked on the memory plot",
+    )
+    parser.add_argument(
+        "--max-memory-records",
+        metavar="N",
+        type=positive_int,
+        default=10000,
+        help="Most memory samples to keep for the memory plot (default: 10000)",
+    )
+    add_results_argument(parser)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from memray.reporters.flamegraph import render_flamegraph
+
+    kind = snapshot_kind(args)
+    if args.temporal and kind == "temporary":
+        parser.error("Can't create a temporal flame graph of temporary allocations")
+    name = check_capture_path(args.results)
+    out = check_output_file(
+        args.output or default_output_path(name, "flamegraph", ".html"), force=args.force
+    )
+    merge_threads = not args.split_threads
+    reader = open_reader(name, max_memory_records=args.max_memory_records)
+    with reading(name), reader:
+        metadata = reader.metadata
+        snapshots = list(reader.get_memory_snapshots())
+        common: dict[str, Any] = {
+            "metadata": metadata,
+            "snapshots": snapshots,
+            "kind": kind,
+            "merge_threads": merge_threads,
+            "inverted": args.inverted,
+            "temporary_threshold": args.temporary_allocation_threshold,
+        }
+        if not args.temporal:
+            records = snapshot_records(reader, args, merge_threads=merge_threads)
+            page = render_flamegraph(records, **common)
+        elif kind == "leaks":
+            records = reader.get_temporal_allocation_records(merge_threads=merge_threads)
+            page = render_flamegraph(records, temporal=True, **common)
+        else:
+            records, peaks = reader.get_temporal_high_water_mark_allocation_records(
+                merge_threads=merge_threads
+            )
+            page = render_flamegraph(
+                records, temporal=True, high_water_mark_by_snapshot=peaks, **common
+            )
+    write_text(out, page)
+    print(f"Wrote {out}")
+    return 0
+
+
+def write_text(path: Path, text: str) -> None:
+    """Writes the whole file or nothing: a failed report leaves no half page."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
