@@ -13,7 +13,7 @@ PIP_PACKAGES := meson-python meson ninja pytest pytest-timeout ruff rich jinja2 
 	protobuf gprof2dot
 CORE := src/memray/_core
 C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
-C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c
+C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c $(CORE)/live.c
 C_FLAGS := -std=gnu11 -O1 -g -Wall -Wextra -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
 C_LIBS := $(shell pkg-config --libs libzstd libdw 2>/dev/null) -lstdc++ -lpthread -ldl
 
@@ -74,9 +74,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 demo: build
-	rm -f demo.bin
+	rm -f demo.bin memray-flamegraph-demo.html
 	$(VPY) examples/demo.py demo.bin
-	@echo "wrote demo.bin"
+	$(VPY) -m memray flamegraph -o memray-flamegraph-demo.html demo.bin
+	@echo "open memray-flamegraph-demo.html in a browser"
 
 bench: build
 	$(VPY) benchmarks/run.py
