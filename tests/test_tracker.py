@@ -563,3 +563,29 @@ def test_injected_write_failure_keeps_program_running(tmp_path: Path, testalloc:
         sizes = [r.size for r in reader.get_allocation_records() if r.size >= 20_000]
     assert 0 < len(sizes) < 300
     assert sizes == list(range(20_000, 20_000 + len(sizes)))
+
+
+def test_native_thread_calling_into_python(tmp_path: Path, testalloc: Path) -> None:
+    code = """
+    keep = []
+
+    def from_native_thread():
+        keep.append(lib.ta_malloc(8181))  # CALLBACK
+
+    CB = ctypes.CFUNCTYPE(None)
+    cb = CB(from_native_thread)
+    with memray.Tracker("out.bin"):
+        lib.ta_call_in_pthread(cb)
+    """
+    run(code, tmp_path, testalloc)
+    script = str(tmp_path / "prog.py")
+    with FileReader(tmp_path / "out.bin") as reader:
+        recs = [
+            r for r in reader.get_leaked_allocation_records(merge_threads=False) if r.size == 8181
+        ]
+        main_tid = reader.metadata.main_thread_id
+    assert len(recs) == 1
+    assert recs[0].tid != main_tid
+    assert recs[0].stack_trace() == [
+        ("from_native_thread", script, line_of(program(code), "# CALLBACK"))
+    ]

@@ -65,3 +65,19 @@ int ta_set_thread_name(const char *name)
 {
     return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
 }
+
+/* A native thread that calls back into Python (ctypes takes the GIL for it). */
+static void *callback_main(void *arg)
+{
+    void (*cb)(void) = (void (*)(void))arg;
+    cb();
+    return NULL;
+}
+
+int ta_call_in_pthread(void (*cb)(void))
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, callback_main, (void *)cb) != 0)
+        return -1;
+    return pthread_join(th, NULL);
+}
