@@ -15,6 +15,7 @@
 
 #include "format.h"
 #include "hashmap.h"
+#include "util.h"
 
 /* This extension's own text: frames inside it (the hooks, the tracker) are
  * the profiler's, not the program's. Set once by mr_native_init. */
@@ -174,30 +175,13 @@ void mr_native_reset_locked(void)
     generation_written = 0;
 }
 
-/* The MAPPINGS record under construction. */
-typedef struct map_buf {
-    uint8_t *data;
-    size_t len, cap;
-    uint64_t count;
+/* The loaded objects being collected. Paths and build-ids are copied: the
+ * loader's strings may go away with a concurrent dlclose. */
+typedef struct map_list {
+    mr_mapping_entry_t *entries;
+    size_t n, cap;
     int err;
-} map_buf_t;
-
-static uint8_t *reserve(map_buf_t *b, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (d == NULL) {
-            b->err = -ENOMEM;
-            return NULL;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    return b->data + b->len;
-}
+} map_list_t;
 
 /* The GNU build-id note of an object, if its PT_NOTE segments hold one. */
 static const uint8_t *build_id(const struct dl_phdr_info *info, size_t *len)
@@ -230,7 +214,7 @@ static const uint8_t *build_id(const struct dl_phdr_info *info, size_t *len)
 static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
-    map_buf_t *b = data;
+    map_list_t *l = data;
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -245,53 +229,41 @@ static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
     if (hi == 0)
         return 0;
     const char *path = info->dlpi_name ? info->dlpi_name : "";
-    if (path[0] == '\0' && b->count == 0)
+    if (path[0] == '\0' && l->n == 0)
         path = exe_path;
     size_t plen = strnlen(path, 4096), blen;
     const uint8_t *bid = build_id(info, &blen);
     if (blen > 64)
         blen = 64;
-    uint8_t *p = reserve(b, 6 * MR_VARINT_MAX + plen + blen);
-    if (p == NULL)
+    if (mr_grow_array((void **)&l->entries, &l->cap, l->n + 1, sizeof *l->entries) < 0) {
+        l->err = -ENOMEM;
         return 1;
-    uint8_t *q = mr_put_uvarint(p, plen);
-    memcpy(q, path, plen);
-    q += plen;
-    q = mr_put_uvarint(q, info->dlpi_addr);
-    q = mr_put_uvarint(q, lo);
-    q = mr_put_uvarint(q, hi);
-    q = mr_put_uvarint(q, blen);
+    }
+    char *copy = malloc(plen + blen + 1);
+    if (copy == NULL) {
+        l->err = -ENOMEM;
+        return 1;
+    }
+    memcpy(copy, path, plen);
+    copy[plen] = '\0';
     if (blen)
-        memcpy(q, bid, blen);
-    q += blen;
-    b->len += (size_t)(q - p);
-    b->count++;
+        memcpy(copy + plen + 1, bid, blen);
+    l->entries[l->n++] = (mr_mapping_entry_t){copy, plen, info->dlpi_addr, lo, hi,
+                                              (const uint8_t *)copy + plen + 1, blen};
     return 0;
 }
 
 int mr_native_write_mappings_locked(mr_writer_t *w)
 {
-    map_buf_t objs = {0};
-    dl_iterate_phdr(add_mapping, &objs);
-    int rc = objs.err;
-    if (rc == 0) {
-        map_buf_t rec = {0};
-        uint8_t *p = reserve(&rec, 1 + 2 * MR_VARINT_MAX + objs.len);
-        if (p == NULL) {
-            rc = -ENOMEM;
-        } else {
-            uint8_t *q = p;
-            *q++ = MR_TAG(MR_REC_MAPPINGS, 0);
-            q = mr_put_uvarint(q, generation_written + 1);
-            q = mr_put_uvarint(q, objs.count);
-            memcpy(q, objs.data, objs.len);
-            q += objs.len;
-            rc = mr_sink_write(w->sink, p, (size_t)(q - p));
-            if (rc == 0)
-                generation_written++;
-        }
-        free(rec.data);
-    }
-    free(objs.data);
+    map_list_t l = {0};
+    dl_iterate_phdr(add_mapping, &l);
+    int rc = l.err;
+    if (rc == 0)
+        rc = mr_writer_mappings(w, generation_written + 1, l.entries, l.n);
+    if (rc == 0)
+        generation_written++;
+    for (size_t i = 0; i < l.n; i++)
+        free((char *)l.entries[i].path);
+    free(l.entries);
     return rc;
 }

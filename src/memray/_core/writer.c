@@ -3,6 +3,7 @@
 #include "writer.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 #include "format.h"
 
@@ -146,6 +147,38 @@ int mr_writer_native_node(mr_writer_t *w, uint64_t parent, uint64_t ip, uint64_t
     int rc = write_pair(w, MR_REC_NATIVE_NODE, 0, parent, ip);
     if (rc == 0)
         *id = ++w->n_native_nodes;
+    return rc;
+}
+
+int mr_writer_mappings(mr_writer_t *w, uint64_t generation, const mr_mapping_entry_t *entries,
+                       size_t n)
+{
+    /* One sink write for the whole map: it is whole or absent. */
+    size_t cap = 1 + 2 * MR_VARINT_MAX;
+    for (size_t i = 0; i < n; i++)
+        cap += 6 * MR_VARINT_MAX + entries[i].path_len + entries[i].build_id_len;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_MAPPINGS, 0);
+    p = mr_put_uvarint(p, generation);
+    p = mr_put_uvarint(p, n);
+    for (size_t i = 0; i < n; i++) {
+        const mr_mapping_entry_t *e = &entries[i];
+        p = mr_put_uvarint(p, e->path_len);
+        memcpy(p, e->path, e->path_len);
+        p += e->path_len;
+        p = mr_put_uvarint(p, e->bias);
+        p = mr_put_uvarint(p, e->lo);
+        p = mr_put_uvarint(p, e->hi);
+        p = mr_put_uvarint(p, e->build_id_len);
+        if (e->build_id_len)
+            memcpy(p, e->build_id, e->build_id_len);
+        p += e->build_id_len;
+    }
+    int rc = mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    free(buf);
     return rc;
 }
 

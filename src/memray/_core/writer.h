@@ -50,6 +50,19 @@ int mr_writer_frame(mr_writer_t *w, uint64_t code, uint32_t line, uint64_t *id);
 int mr_writer_node(mr_writer_t *w, uint64_t parent, uint64_t frame, int entry, uint64_t *id);
 int mr_writer_native_node(mr_writer_t *w, uint64_t parent, uint64_t ip, uint64_t *id);
 
+/* One loaded object of a MAPPINGS record. */
+typedef struct mr_mapping_entry {
+    const char *path;
+    size_t path_len;
+    uint64_t bias;   /* load bias */
+    uint64_t lo, hi; /* runtime addresses of its PT_LOAD segments, hi exclusive */
+    const uint8_t *build_id;
+    size_t build_id_len;
+} mr_mapping_entry_t;
+
+int mr_writer_mappings(mr_writer_t *w, uint64_t generation, const mr_mapping_entry_t *entries,
+                       size_t n);
+
 int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t len);
 int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap);
 int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack,
