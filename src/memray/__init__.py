@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._destination import Destination, FileDestination, SocketDestination
 from ._enums import AllocatorType, FileFormat, PythonAllocatorType
+from ._live import SocketReader
 from ._memray import AllocationRecord
 from ._reader import (
     FileReader,
@@ -38,6 +39,7 @@ __all__ = [
     "Metadata",
     "PythonAllocatorType",
     "SocketDestination",
+    "SocketReader",
     "Stats",
     "TemporalAllocationRecord",
     "Tracker",

@@ -67,18 +67,8 @@ class Tracker:
             raise TypeError("file_format must be a memray.FileFormat")
         if int(memory_interval_ms) <= 0:
             raise ValueError("memory_interval_ms must be a positive number of milliseconds")
-        if isinstance(destination, SocketDestination):
-            if follow_fork:
-                raise RuntimeError("follow_fork requires an output file")
-            if file_format != FileFormat.ALL_ALLOCATIONS:
-                raise RuntimeError(
-                    f"{file_format.name} requires an output file, not a socket destination"
-                )
-            raise NotImplementedError("streaming to a SocketDestination is not available yet")
-        self._destination: FileDestination = destination
-        self._path = os.fspath(destination.path)
-        if not destination.overwrite and os.path.exists(self._path):
-            raise FileExistsError(self._path)
+        self._destination: Destination = destination
+        self._socket: Any = None  # live tracking: the connected reader, until start
         self._native_traces = bool(native_traces)
         self._memory_interval_ms = int(memory_interval_ms)
         self._follow_fork = bool(follow_fork)
@@ -86,6 +76,19 @@ class Tracker:
         self._file_format = file_format
         self._used = False
         self._previous_profile: Any = None
+        if isinstance(destination, SocketDestination):
+            if follow_fork:
+                raise RuntimeError("follow_fork requires an output file")
+            if file_format != FileFormat.ALL_ALLOCATIONS:
+                raise RuntimeError(
+                    f"{file_format.name} requires an output file, not a socket destination"
+                )
+            self._path = f"{destination.address}:{destination.server_port}"
+            self._socket = _wait_for_reader(destination)
+            return
+        self._path = os.fspath(destination.path)
+        if not destination.overwrite and os.path.exists(self._path):
+            raise FileExistsError(self._path)
 
     def __enter__(self) -> Tracker:
         return self._enter(sys._getframe(1))
@@ -100,11 +103,13 @@ class Tracker:
             raise RuntimeError("No more than one Tracker instance can be active at the same time")
         self._used = True
         dest = self._destination
+        to_file = isinstance(dest, FileDestination)
+        sink, self._socket = self._socket, None
         _memray.start(
             self._path,
-            overwrite=dest.overwrite,
-            buffered=dest.buffered,
-            compress=dest.compress_on_exit,
+            overwrite=dest.overwrite if to_file else False,
+            buffered=dest.buffered if to_file else False,
+            compress=dest.compress_on_exit if to_file else False,
             aggregated=self._file_format == FileFormat.AGGREGATED_ALLOCATIONS,
             native=self._native_traces,
             trace_pymalloc=self._trace_python_allocators,
@@ -113,6 +118,7 @@ class Tracker:
             command_line=" ".join(sys.argv),
             python_allocator=int(_python_allocator()),
             boundary_frame=boundary,
+            sink=sink,
         )
         for thread in threading.enumerate():
             if thread.native_id is not None:
@@ -129,10 +135,34 @@ class Tracker:
     ) -> None:
         threading.setprofile(self._previous_profile)
         error = _memray.stop()
-        if error is not None:
+        if error is not None and isinstance(self._destination, SocketDestination):
+            warnings.warn(
+                f"memray stopped streaming to the live reader at {self._path} early ({error}); "
+                "the program went on untracked",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif error is not None:
             warnings.warn(
                 f"memray stopped recording early ({error}); {self._path} holds the allocations "
                 "recorded until then",
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+def _wait_for_reader(destination: SocketDestination) -> Any:
+    """Listens on the destination and waits (Ctrl-C interrupts) for the one
+    reader the records will stream to."""
+    port = destination.server_port
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"server_port must be an integer between 1 and 65535, not {port!r}")
+    where = f"{destination.address}:{port}"
+    try:
+        return _memray.SocketSink(destination.address, port)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise OSError(
+            error.errno, f"cannot wait for a live reader on {where}: {error.strerror}"
+        ) from None

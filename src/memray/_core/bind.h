@@ -8,5 +8,6 @@
 
 int mr_bind_tracker_init(PyObject *module);
 int mr_bind_reader_init(PyObject *module);
+int mr_bind_live_init(PyObject *module);
 
 #endif

@@ -1,13 +1,118 @@
 /* bind_tracker.c: Python functions that start and stop the tracking engine
- * (tracker.c) and name threads. Parses arguments, calls the component,
- * converts errno results to exceptions; nothing else. */
+ * (tracker.c) and name threads, and the SocketSink that a live Tracker holds
+ * from its constructor (which waits for the reader) to its start. Parses
+ * arguments, calls the components, converts errno results to exceptions. */
 #define PY_SSIZE_T_CLEAN
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bind.h"
 #include "pystack.h"
+#include "sink.h"
 #include "tracker.h"
+
+/* ---- SocketSink ------------------------------------------------------------ */
+
+/* How often the wait for a reader wakes up to run signal handlers, so Ctrl-C
+ * interrupts a Tracker constructor waiting for `memray live`. */
+#define ACCEPT_POLL_MS 100
+
+typedef struct socket_sink_object {
+    PyObject_HEAD
+    mr_sink_t *sink; /* NULL once handed to start() or closed */
+} socket_sink_object_t;
+
+static PyTypeObject SocketSinkType;
+
+static void set_socket_error(int rc, const char *address, unsigned port)
+{
+    errno = -rc;
+    PyObject *where = PyUnicode_FromFormat("%s:%u", address, port);
+    if (where == NULL)
+        return;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, where);
+    Py_DECREF(where);
+}
+
+static PyObject *socket_sink_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"address", "port", NULL};
+    const char *address;
+    unsigned int port;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sI", kwlist, &address, &port))
+        return NULL;
+    if (port < 1 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port must be between 1 and 65535, not %u", port);
+        return NULL;
+    }
+    int lfd, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = mr_sink_socket_listen(address, port, &lfd, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        set_socket_error(rc, address, port);
+        return NULL;
+    }
+    mr_sink_t *sink = NULL;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = mr_sink_socket_accept(lfd, ACCEPT_POLL_MS, &sink);
+        Py_END_ALLOW_THREADS
+        if (rc == 0)
+            break;
+        if ((rc == -ETIMEDOUT || rc == -EINTR) && PyErr_CheckSignals() == 0)
+            continue;
+        close(lfd);
+        if (!PyErr_Occurred())
+            set_socket_error(rc, address, port);
+        return NULL;
+    }
+    close(lfd); /* exactly one reader */
+    socket_sink_object_t *self = (socket_sink_object_t *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        mr_sink_abandon(sink);
+        return NULL;
+    }
+    self->sink = sink;
+    return (PyObject *)self;
+}
+
+static PyObject *socket_sink_close(socket_sink_object_t *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->sink != NULL) {
+        mr_sink_abandon(self->sink);
+        self->sink = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void socket_sink_dealloc(socket_sink_object_t *self)
+{
+    if (self->sink != NULL)
+        mr_sink_abandon(self->sink);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef socket_sink_methods[] = {
+    {"close", (PyCFunction)socket_sink_close, METH_NOARGS,
+     "Disconnects the reader without streaming anything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SocketSinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memray._memray.SocketSink",
+    .tp_doc = "SocketSink(address, port): listens on address:port and waits (interruptibly) "
+              "for one reader to connect; start(sink=...) then streams the capture to it.",
+    .tp_basicsize = sizeof(socket_sink_object_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = socket_sink_new,
+    .tp_dealloc = (destructor)socket_sink_dealloc,
+    .tp_methods = socket_sink_methods,
+};
+
+/* ---- start / stop ------------------------------------------------------------ */
 
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -15,17 +120,30 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"path",           "overwrite",   "buffered",      "compress",
                              "aggregated",     "native",      "trace_pymalloc", "follow_fork",
                              "interval_ms",    "command_line", "python_allocator",
-                             "boundary_frame", NULL};
-    PyObject *path_arg, *path_obj, *boundary = Py_None;
+                             "boundary_frame", "sink",        NULL};
+    PyObject *path_arg, *path_obj, *boundary = Py_None, *sink_arg = Py_None;
     int overwrite = 0, buffered = 0, compress = 1, aggregated = 0, native = 0, pymalloc = 0,
         follow_fork = 0, python_allocator = 0;
     unsigned int interval_ms = 10;
     const char *command_line = "";
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pppppppIsiO", kwlist, &path_arg,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pppppppIsiOO", kwlist, &path_arg,
                                      &overwrite, &buffered,
                                      &compress, &aggregated, &native, &pymalloc, &follow_fork,
-                                     &interval_ms, &command_line, &python_allocator, &boundary))
+                                     &interval_ms, &command_line, &python_allocator, &boundary,
+                                     &sink_arg))
         return NULL;
+    socket_sink_object_t *sink = NULL;
+    if (sink_arg != Py_None) {
+        if (!PyObject_TypeCheck(sink_arg, &SocketSinkType)) {
+            PyErr_SetString(PyExc_TypeError, "sink must be a SocketSink");
+            return NULL;
+        }
+        sink = (socket_sink_object_t *)sink_arg;
+        if (sink->sink == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "the SocketSink was already used or closed");
+            return NULL;
+        }
+    }
     if (!PyUnicode_FSConverter(path_arg, &path_obj))
         return NULL;
     if (mr_tracker_is_started()) {
@@ -46,7 +164,10 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
         .interval_ms = interval_ms,
         .command_line = command_line,
         .python_allocator = python_allocator,
+        .sink = sink ? sink->sink : NULL,
     };
+    if (sink != NULL)
+        sink->sink = NULL; /* the tracker owns it now, whatever start returns */
     mr_pystack_set_boundary(boundary == Py_None ? NULL : boundary, mr_tracker_gettid());
     int rc = mr_tracker_start(&opts);
     if (rc < 0) {
@@ -117,5 +238,8 @@ static PyMethodDef methods[] = {
 
 int mr_bind_tracker_init(PyObject *module)
 {
+    if (PyType_Ready(&SocketSinkType) < 0 ||
+        PyModule_AddObjectRef(module, "SocketSink", (PyObject *)&SocketSinkType) < 0)
+        return -1;
     return PyModule_AddFunctions(module, methods);
 }

@@ -1,7 +1,8 @@
 /* sink.h: where encoded capture bytes go. The file sink writes through a
  * shared mapping grown in large preallocated steps, so a process killed by
  * SIGKILL leaves every record it finished on disk; the buffered sink uses
- * plain write(2). A sink knows nothing of the byte layout it carries. Callers
+ * plain write(2); the socket sink streams to one connected reader (live
+ * tracking). A sink knows nothing of the byte layout it carries. Callers
  * serialize (the tracker's writer lock). */
 #ifndef MR_SINK_H
 #define MR_SINK_H
@@ -14,12 +15,43 @@ typedef struct mr_sink mr_sink_t;
 /* Opens path for writing: created exclusively unless overwrite. 0 or -errno. */
 int mr_sink_open_file(const char *path, int overwrite, int buffered, mr_sink_t **out);
 
+/* Socket sink. Listens on address:port (SO_REUSEADDR, IPv4 or IPv6, numeric
+ * or a host name) and returns the listening descriptor. port 0 binds a free
+ * port; *bound_port (if not NULL) receives the port bound. 0 or -errno:
+ * -EADDRINUSE, -EACCES, -EADDRNOTAVAIL (no such local address)... */
+int mr_sink_socket_listen(const char *address, unsigned port, int *listen_fd,
+                          unsigned *bound_port);
+
+/* Waits up to timeout_ms (-1: forever) for one reader to connect to
+ * listen_fd and returns a sink streaming to it; the listener stays open (the
+ * caller closes it). -ETIMEDOUT when no reader came, -EINTR when a signal
+ * arrived, or -errno. */
+int mr_sink_socket_accept(int listen_fd, int timeout_ms, mr_sink_t **out);
+
+/* Both of the above, waiting forever: listens, accepts exactly one reader,
+ * closes the listener. */
+int mr_sink_open_socket(const char *address, unsigned port, mr_sink_t **out);
+
+/* A write to the socket that makes no progress for this long means the
+ * reader is gone or stuck: the sink fails with -ETIMEDOUT rather than
+ * blocking the tracked program (which holds the writer lock) forever. */
+#define MR_SINK_SOCKET_SEND_TIMEOUT_MS 10000
+
+/* Sends what the socket sink holds in its buffer; a no-op for the others.
+ * The tracker calls it periodically, so a reader sees the records of a
+ * program that allocates little. 0 or -errno (-EPIPE, -ECONNRESET,
+ * -ETIMEDOUT); a socket sink that failed once keeps failing with that error. */
+int mr_sink_flush(mr_sink_t *sink);
+
+/* 1 for a socket sink. */
+int mr_sink_is_socket(const mr_sink_t *sink);
+
 /* Appends one record of n bytes. In the file sink the first byte becomes
  * visible last, so a reader of a killed process's file sees either the whole
  * record or a zero tag. 0 or -errno (ENOSPC, EFBIG, EIO...). */
 int mr_sink_write(mr_sink_t *sink, const void *buf, size_t n);
 
-/* Flushes, trims the file to what was written and closes. 0 or -errno; the
+/* Flushes, trims the file to what was written (file sinks) and closes. 0 or -errno; the
  * sink is freed either way. */
 int mr_sink_close(mr_sink_t *sink);
 

@@ -40,11 +40,34 @@ struct mr_source {
     char detail[160];
 };
 
+/* The calling thread's wait hook (mr_source_set_wait_hook). */
+static __thread mr_source_wait_fn t_wait_fn;
+static __thread void *t_wait_ctx;
+
+void mr_source_set_wait_hook(mr_source_wait_fn fn, void *ctx)
+{
+    t_wait_fn = fn;
+    t_wait_ctx = ctx;
+}
+
+static ssize_t stream_read(int fd, uint8_t *dst, size_t len)
+{
+    mr_source_wait_fn fn = t_wait_fn;
+    if (fn != NULL)
+        fn(t_wait_ctx, 1);
+    ssize_t n = read(fd, dst, len);
+    int err = errno;
+    if (fn != NULL)
+        fn(t_wait_ctx, 0);
+    errno = err;
+    return n;
+}
+
 static ssize_t raw_read(mr_source_t *s, uint8_t *dst, size_t len)
 {
     for (;;) {
         ssize_t n = s->seekable ? pread(s->fd, dst, len, (off_t)s->file_off)
-                                : read(s->fd, dst, len);
+                                : stream_read(s->fd, dst, len);
         if (n >= 0) {
             s->file_off += (uint64_t)n;
             if (n == 0)

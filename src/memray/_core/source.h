@@ -22,6 +22,14 @@ int mr_source_open_fd(mr_source_t **out, int fd);
 
 void mr_source_close(mr_source_t *s);
 
+/* Called with waiting = 1 before, and 0 after, every read(2) that the calling
+ * thread makes on a non-seekable fd (a socket or pipe, where a read may block
+ * until the writer sends more). The live reader uses it to let go of the lock
+ * guarding the decoder's tables while it waits for bytes; the decoder changes
+ * its tables only between reads. Thread-local; fn NULL removes it. */
+typedef void (*mr_source_wait_fn)(void *ctx, int waiting);
+void mr_source_set_wait_hook(mr_source_wait_fn fn, void *ctx);
+
 /* Back to the first byte, for another pass. 0, -ESPIPE when the fd is not
  * seekable, or -errno. */
 int mr_source_rewind(mr_source_t *s);

@@ -49,6 +49,8 @@ static struct {
     uint64_t generation;  /* bumped per capture: invalidates per-thread caches */
     mr_tracker_options_t opts; /* strings owned (copies) */
     char *path;           /* the file this process writes */
+    int socket;           /* the capture streams to a live reader (no file) */
+    uint64_t flushed_at;  /* socket: stream size at the end of the last flush */
     uint16_t flags;
     uint64_t start_mono_ns;
     /* sampler: its own mutex and condition so stop can wake it */
@@ -244,6 +246,45 @@ static void snapshot_locked(void)
         fail_locked(rc);
 }
 
+/* The live reader decodes a record once it holds this many bytes after the
+ * record's start, or the end of the stream (reader.c's REC_WINDOW: the
+ * decoder's look-ahead). Keep the two equal. */
+#define LIVE_LOOKAHEAD 96
+
+/* Live tracking: hands the buffered records to the reader, so a live view
+ * follows a program that allocates little. Called once per memory interval
+ * with the stream's size before that interval's memory sample; a reader that
+ * went away makes recording stop here (sticky failure).
+ *
+ * If the program wrote records since the last flush, the stream is first
+ * topped up with copies of the memory sample: without them the reader's
+ * look-ahead would hold the newest records back until about a dozen more
+ * samples arrived (over 10 s at memory_interval_ms=1000). An idle program
+ * costs nothing; a busy one about 100 bytes per interval. */
+static void flush_locked(uint64_t size_before_sample)
+{
+    if (!g.socket || !mr_tracker_active)
+        return;
+    int rc = 0;
+    if (size_before_sample != g.flushed_at) {
+        uint64_t rss = read_rss(), ms = ms_since_start();
+        uint64_t target = mr_sink_size(g.writer.sink) + LIVE_LOOKAHEAD;
+        while (rc == 0 && mr_sink_size(g.writer.sink) < target)
+            rc = mr_writer_memory(&g.writer, ms, rss, 0, 0);
+    }
+    g.flushed_at = mr_sink_size(g.writer.sink);
+    if (rc == 0)
+        rc = mr_sink_flush(g.writer.sink);
+    if (rc < 0)
+        fail_locked(rc);
+}
+
+/* Stream size before a memory sample, for flush_locked. */
+static uint64_t stream_size_locked(void)
+{
+    return g.socket && g.writer.sink != NULL ? mr_sink_size(g.writer.sink) : 0;
+}
+
 static void *sampler_main(void *arg)
 {
     (void)arg;
@@ -262,7 +303,9 @@ static void *sampler_main(void *arg)
             break;
         pthread_mutex_unlock(&g.sampler_lock);
         pthread_mutex_lock(&g.lock);
+        uint64_t before = stream_size_locked();
         snapshot_locked();
+        flush_locked(before);
         pthread_mutex_unlock(&g.lock);
         pthread_mutex_lock(&g.sampler_lock);
     }
@@ -302,12 +345,22 @@ static void sampler_stop(void)
     g.sampler_running = 0;
 }
 
-/* Opens path and writes the header; the capture then belongs to g.writer. */
-static int open_capture_locked(const char *path, int overwrite, int buffered)
+/* Removes what a failed start left on disk; a socket leaves nothing. */
+static void discard_capture(const char *path)
 {
-    mr_sink_t *sink;
-    int rc = mr_sink_open_file(path, overwrite, buffered, &sink);
-    if (rc < 0)
+    if (!g.socket)
+        unlink(path);
+}
+
+/* Opens path (or takes over the open socket sink `given`) and writes the
+ * header; the capture then belongs to g.writer. */
+static int open_capture_locked(const char *path, int overwrite, int buffered, mr_sink_t *given)
+{
+    mr_sink_t *sink = given;
+    int rc = 0;
+    g.socket = given != NULL;
+    g.flushed_at = 0;
+    if (given == NULL && (rc = mr_sink_open_file(path, overwrite, buffered, &sink)) < 0)
         return rc;
     const char *cmd = g.opts.command_line ? g.opts.command_line : "";
     mr_header_info_t info = {
@@ -325,12 +378,12 @@ static int open_capture_locked(const char *path, int overwrite, int buffered)
     rc = mr_writer_init(&g.writer, sink, &info);
     if (rc < 0) {
         mr_sink_close(sink);
-        unlink(path);
+        discard_capture(path);
         return rc;
     }
     if (g.opts.aggregated && (rc = mr_agg_new(&g.agg)) < 0) {
         mr_sink_close(g.writer.sink);
-        unlink(path);
+        discard_capture(path);
         return rc;
     }
     g.generation++;
@@ -340,7 +393,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered)
         mr_native_init();
         if ((rc = mr_native_write_mappings_locked(&g.writer)) < 0) {
             mr_sink_close(g.writer.sink);
-            unlink(path);
+            discard_capture(path);
             return rc;
         }
     }
@@ -359,9 +412,13 @@ static void free_options(void)
 int mr_tracker_start(const mr_tracker_options_t *opts)
 {
     pthread_once(&once, init_once);
-    if (g.started)
+    if (g.started) {
+        if (opts->sink != NULL)
+            mr_sink_abandon(opts->sink);
         return -EBUSY;
+    }
     mr_tracker_guard++;
+    mr_sink_t *given = opts->sink; /* ours from here on: closed on failure */
     int rc = 0;
     g.opts = *opts;
     g.opts.path = strdup(opts->path);
@@ -374,7 +431,9 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
                          (opts->aggregated ? MR_FLAG_AGGREGATED : 0));
     g.failed = 0;
     g.inherited = 0;
+    g.opts.sink = NULL;
     if (g.opts.path == NULL || g.opts.command_line == NULL || g.path == NULL) {
+        mr_sink_abandon(given);
         rc = -ENOMEM;
         goto fail;
     }
@@ -382,7 +441,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     const char *fault = getenv("MEMRAY_TEST_FAIL_WRITE_AFTER");
     mr_sink_inject_failure(fault ? strtoull(fault, NULL, 10) : 0);
     pthread_mutex_lock(&g.lock);
-    rc = open_capture_locked(g.path, opts->overwrite, opts->buffered);
+    rc = open_capture_locked(g.path, opts->overwrite, opts->buffered, given);
     pthread_mutex_unlock(&g.lock);
     if (rc < 0)
         goto fail;
@@ -391,7 +450,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
         pthread_mutex_lock(&g.lock);
         mr_sink_close(g.writer.sink);
         pthread_mutex_unlock(&g.lock);
-        unlink(g.path);
+        discard_capture(g.path);
         goto fail;
     }
     g.started = 1;
@@ -399,7 +458,9 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
         mr_pystack_trace_pymalloc(1);
     pthread_mutex_lock(&g.lock);
     __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
+    uint64_t before = stream_size_locked();
     snapshot_locked();
+    flush_locked(before); /* a live reader gets the header now */
     pthread_mutex_unlock(&g.lock);
     rc = sampler_start();
     if (rc < 0) {
@@ -470,7 +531,7 @@ int mr_tracker_stop(void)
     g.generation++;
     pthread_mutex_unlock(&g.lock);
     mr_hooks_uninstall();
-    if (rc == 0 && !g.inherited && g.opts.compress) {
+    if (rc == 0 && !g.inherited && g.opts.compress && !g.socket) {
         int crc = mr_sink_compress_file(g.path);
         if (crc < 0)
             rc = crc;
@@ -522,6 +583,12 @@ static void atfork_child(void)
     if (!g.opts.follow_fork || !mr_tracker_active) {
         __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
         g.inherited = 1;
+        if (g.socket) {
+            /* Drop our copy of the connection now: a child that outlives its
+             * parent must not keep the live reader from seeing the end. */
+            mr_sink_abandon(g.writer.sink);
+            g.writer.sink = NULL;
+        }
         mr_tracker_guard--;
         return;
     }
@@ -546,7 +613,7 @@ static void atfork_child(void)
     free(g.path);
     g.path = child_path;
     g.failed = 0;
-    int rc = open_capture_locked(g.path, 1, 0);
+    int rc = open_capture_locked(g.path, 1, 0, NULL);
     if (rc == 0) {
         __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
         snapshot_locked();

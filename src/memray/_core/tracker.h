@@ -38,7 +38,7 @@ void mr_tracker_objects_changed(void);
 void mr_tracker_record_thread_name(uint32_t tid, const char *name, size_t len);
 
 typedef struct mr_tracker_options {
-    const char *path;         /* capture file */
+    const char *path;         /* capture file; with sink: only a name for messages */
     int overwrite;            /* replace an existing file */
     int buffered;             /* plain writes instead of the shared mapping */
     int compress;             /* compress the capture when tracking stops */
@@ -49,6 +49,9 @@ typedef struct mr_tracker_options {
     unsigned interval_ms;     /* memory sampling period */
     const char *command_line; /* recorded in the header */
     int python_allocator;     /* MR_PYALLOC_* */
+    struct mr_sink *sink;     /* live tracking: an open socket sink to stream to
+                               * instead of a file; the tracker takes it over,
+                               * also when starting fails */
 } mr_tracker_options_t;
 
 /* Starts tracking. The caller holds the GIL. 0, -EBUSY (already tracking), or

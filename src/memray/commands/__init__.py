@@ -38,6 +38,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "flamegraph",
     "table",
     "transform",
+    "live",
 )
 
 _DESCRIPTION = textwrap.dedent(

@@ -91,11 +91,12 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
         help="Stream allocations to a socket, for `memray live PORT` to show",
     )
     parser.add_argument(
+        "-p",
         "--live-port",
         metavar="N",
         type=int,
         default=None,
-        help="Port for --live-remote (default: a free one)",
+        help="Port for --live or --live-remote to stream on (default: a free one)",
     )
     parser.add_argument(
         "--buffered-file-io",
@@ -138,10 +139,10 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.live_port is not None and not args.live_remote_mode:
-        parser.error("--live-port requires --live-remote")
     if args.live_mode or args.live_remote_mode:
-        raise CommandError("live mode (--live, --live-remote) is not available yet")
+        return _run_live(args)
+    if args.live_port is not None:
+        raise CommandError("--live-port needs --live or --live-remote")
     launcher = _reporter_command()
     program = _Program.from_args(args)
     output = _output_path(args)
@@ -187,6 +188,57 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             flush=True,
         )
     return status.finish()
+
+
+# Options that make no sense without a capture file: refused with live modes.
+_FILE_ONLY_OPTIONS = (
+    ("output", "-o/--output"),
+    ("aggregate", "--aggregate"),
+    ("follow_fork", "--follow-fork"),
+    ("buffered_file_io", "--buffered-file-io"),
+)
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    """--live (view here, program in a child) and --live-remote (program
+    here, streaming to whoever runs `memray live PORT`)."""
+    from . import live
+
+    mode = "--live" if args.live_mode else "--live-remote"
+    for attr, flag in _FILE_ONLY_OPTIONS:
+        if getattr(args, attr):
+            raise CommandError(f"{flag} cannot be used with {mode}: live tracking writes no file")
+    program = _Program.from_args(args)  # a missing script fails here, before any waiting
+    port = live.check_port(args.live_port) if args.live_port is not None else live.free_port()
+    if args.live_mode:
+        child_args = ["--native"] if args.native else []
+        if args.trace_python_allocators:
+            child_args.append("--trace-python-allocators")
+        if args.run_as_module:
+            child_args.append("-m")
+        elif args.run_as_cmd:
+            child_args.append("-c")
+        child_args += [os.fspath(args.script), *args.script_args]
+        return live.run_and_attach(port, child_args)
+
+    live.check_port_free(port)
+
+    from memray import SocketDestination, Tracker
+
+    print(
+        f"Run '{_reporter_command()} live {port}' in another shell to see the program's memory "
+        "as it runs",
+        flush=True,
+    )
+    try:
+        tracker = Tracker(
+            destination=SocketDestination(server_port=port),
+            native_traces=args.native,
+            trace_python_allocators=args.trace_python_allocators,
+        )
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot stream on port {port}: {one_line(error)}") from error
+    return program.run_tracked(tracker).finish()
 
 
 def _reporter_command() -> str:
