@@ -418,7 +418,7 @@ static void expect_corrupt(void (*add)(capbuf_t *b), const char *text)
 
 static void add_unknown_tag(capbuf_t *b)
 {
-    cb_u8(b, 0x0d);
+    cb_u8(b, 0x0e);
 }
 static void add_zero_type_with_arg(capbuf_t *b)
 {
@@ -523,7 +523,7 @@ static void add_thread_with_arg(capbuf_t *b)
 
 static void test_corrupt_records(void)
 {
-    expect_corrupt(add_unknown_tag, "unknown record tag 0x0d");
+    expect_corrupt(add_unknown_tag, "unknown record tag 0x0e");
     expect_corrupt(add_zero_type_with_arg, "unknown record tag 0x10");
     expect_corrupt(add_alloc_bad_stack, "ALLOC with undefined stack 2");
     expect_corrupt(add_alloc_free_allocator, "unknown record tag 0x51");
@@ -605,6 +605,28 @@ static void test_zero_fill_is_end_of_data(void)
     CHECK_EQ(n, 1);
     CHECK_EQ(mr_reader_end(r), MR_END_ZERO);
     CHECK(mr_reader_trailer(r) == NULL);
+    mr_reader_close(r);
+    free(b.d);
+}
+
+/* PAD records carry nothing and are skipped, whatever their bytes. */
+static void test_pad_is_skipped(void)
+{
+    capbuf_t b = {0};
+    cbstate_t s = {0};
+    cb_header(&b, 0);
+    cb_alloc(&b, &s, 1, MR_MALLOC, 0x10, 8, 0, 0);
+    cb_u8(&b, MR_TAG(MR_REC_PAD, 0));
+    cb_uv(&b, 200);
+    uint8_t junk[200];
+    memset(junk, 0xC4, sizeof junk);
+    cb_bytes(&b, junk, sizeof junk);
+    cb_alloc(&b, &s, 1, MR_MALLOC, 0x20, 16, 0, 0);
+    mr_reader_t *r = open_bytes(&b, b.len, NULL);
+    uint64_t n;
+    CHECK_EQ(drain(r, &n), 0);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(mr_reader_end(r), MR_END_EOF);
     mr_reader_close(r);
     free(b.d);
 }
@@ -922,6 +944,7 @@ int main(void)
     RUN(test_native_id_checked_only_with_flag);
     RUN(test_every_truncation_ends_cleanly);
     RUN(test_zero_fill_is_end_of_data);
+    RUN(test_pad_is_skipped);
     RUN(test_nothing_after_trailer);
     RUN(test_zstd_reads_identically);
     RUN(test_large_streams);

@@ -105,6 +105,10 @@ static inline int mr_allocator_is_free(unsigned a)
  *  AGG         uvarint tid; uvarint allocator; uvarint stack; uvarint native
  *              stack; uvarint n at peak; uvarint bytes at peak; uvarint n
  *              leaked; uvarint bytes leaked
+ *  PAD         uvarint n, then n bytes of any value: carries nothing. A live
+ *              stream ends each flush with one when records were written, so
+ *              a reader holding MR_READ_LOOKAHEAD bytes after a record can
+ *              decode the newest one without waiting for more.
  *  TRAILER     uvarint ms since start at stop; uvarint total allocations;
  *              uvarint peak heap bytes; uvarint flags (bit0: recording
  *              failed mid-run and the capture stops early). Nothing follows.
@@ -125,6 +129,7 @@ enum mr_record_type {
     MR_REC_MAPPINGS = 0xA,
     MR_REC_AGG = 0xB,
     MR_REC_TRAILER = 0xC,
+    MR_REC_PAD = 0xD,
 };
 
 #define MR_TAG(type, arg) ((uint8_t)(((arg) << 4) | (type)))
@@ -134,6 +139,10 @@ enum mr_record_type {
 #define MR_NODE_ENTRY 0x1u
 #define MR_MEMORY_HAS_HEAP 0x1u
 #define MR_TRAILER_FAILED 0x1u
+
+/* The reader asks for this many bytes before decoding each record (more than
+ * the longest fixed-size record, AGG: a tag and 8 varints, 81 bytes). */
+#define MR_READ_LOOKAHEAD 96
 
 /* Longest string the reader accepts (names, paths, command lines). */
 #define MR_MAX_STRING (1u << 20)

@@ -14,10 +14,9 @@
 #include "format.h"
 #include "util.h"
 
-/* Bytes the decoder asks the source for before each record: more than the
- * longest fixed-size record (AGG: a tag and 8 varints, 81 bytes), so only
- * string payloads need a second request. */
-#define REC_WINDOW 96
+/* Bytes the decoder asks the source for before each record, so only string
+ * payloads need a second request. */
+#define REC_WINDOW MR_READ_LOOKAHEAD
 /* Most objects one MAPPINGS record may list; a real process has hundreds. */
 #define MAX_MAPPINGS (1u << 20)
 /* Ids are stored in 32 bits in the trie tables; a capture needing more is
@@ -948,6 +947,25 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
         ev->leak_n = ln;
         ev->leak_bytes = lb;
         return DEC_EVENT;
+    }
+
+    case MR_REC_PAD: {
+        if (arg != 0)
+            break;
+        uint64_t n;
+        GETU(n);
+        if (n > MR_MAX_STRING)
+            return corrupt(r, rec, "PAD of %" PRIu64 " bytes (limit %u)", n, MR_MAX_STRING);
+        int rc = need(r, &rec, &q, (size_t)n);
+        if (rc < 0)
+            return io_error(r, rc);
+        if (rc == 0) {
+            truncated(r);
+            return DEC_END;
+        }
+        r->p = q + n;
+        r->counts[MR_REC_PAD]++;
+        return DEC_QUIET;
     }
 
     case MR_REC_TRAILER: {

@@ -246,32 +246,22 @@ static void snapshot_locked(void)
         fail_locked(rc);
 }
 
-/* The live reader decodes a record once it holds this many bytes after the
- * record's start, or the end of the stream (reader.c's REC_WINDOW: the
- * decoder's look-ahead). Keep the two equal. */
-#define LIVE_LOOKAHEAD 96
-
 /* Live tracking: hands the buffered records to the reader, so a live view
  * follows a program that allocates little. Called once per memory interval
  * with the stream's size before that interval's memory sample; a reader that
  * went away makes recording stop here (sticky failure).
  *
- * If the program wrote records since the last flush, the stream is first
- * topped up with copies of the memory sample: without them the reader's
- * look-ahead would hold the newest records back until about a dozen more
- * samples arrived (over 10 s at memory_interval_ms=1000). An idle program
- * costs nothing; a busy one about 100 bytes per interval. */
+ * If the program wrote records since the last flush, a PAD record gives the
+ * reader the look-ahead it decodes with (MR_READ_LOOKAHEAD): without it the
+ * newest records would wait for about a dozen more samples (over 10 s at
+ * memory_interval_ms=1000). An idle program costs nothing. */
 static void flush_locked(uint64_t size_before_sample)
 {
     if (!g.socket || !mr_tracker_active)
         return;
     int rc = 0;
-    if (size_before_sample != g.flushed_at) {
-        uint64_t rss = read_rss(), ms = ms_since_start();
-        uint64_t target = mr_sink_size(g.writer.sink) + LIVE_LOOKAHEAD;
-        while (rc == 0 && mr_sink_size(g.writer.sink) < target)
-            rc = mr_writer_memory(&g.writer, ms, rss, 0, 0);
-    }
+    if (size_before_sample != g.flushed_at)
+        rc = mr_writer_pad(&g.writer, MR_READ_LOOKAHEAD);
     g.flushed_at = mr_sink_size(g.writer.sink);
     if (rc == 0)
         rc = mr_sink_flush(g.writer.sink);

@@ -222,6 +222,19 @@ int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t sta
     return mr_sink_write(w->sink, buf, (size_t)(p - buf));
 }
 
+int mr_writer_pad(mr_writer_t *w, size_t n)
+{
+    uint8_t buf[256] = {0};
+    if (n < 2)
+        n = 2;
+    if (n > sizeof buf)
+        n = sizeof buf;
+    /* tag + one-byte length + body: the body length fits one varint byte. */
+    buf[0] = MR_TAG(MR_REC_PAD, 0);
+    buf[1] = (uint8_t)(n - 2);
+    return mr_sink_write(w->sink, buf, n);
+}
+
 int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
                       unsigned flags)
 {

@@ -68,6 +68,8 @@ int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, ui
 int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack,
                   uint64_t native, uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n,
                   uint64_t leak_bytes);
+/* A PAD record of n bytes in all (n >= 2). */
+int mr_writer_pad(mr_writer_t *w, size_t n);
 int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
                       unsigned flags);
 
