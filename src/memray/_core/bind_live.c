@@ -9,22 +9,17 @@
 #include <errno.h>
 #include <string.h>
 
+#include "bind_stacks.h"
 #include "format.h"
 #include "live.h"
-#include "stacks.h"
 #include "symbolize.h"
-
-/* Deepest native stack asked of the symbolizer when the caller sets no limit. */
-#define NATIVE_MAX_FRAMES 4096
 
 typedef struct live_object {
     PyObject_HEAD
     mr_live_t *live;       /* NULL if opening failed */
     PyObject *name;        /* str "host:port", for messages */
     mr_symbolizer_t *sym;  /* created on the first native stack request; lock */
-    PyObject **code_names; /* str per CODE id - 1, made on first use (GIL) */
-    PyObject **code_files;
-    size_t n_code_cache;
+    mr_pystrings_t code;   /* code names and files, made on first use (GIL) */
 } live_object_t;
 
 /* Takes the live lock without the GIL: a thread holding the lock may wait
@@ -35,12 +30,6 @@ static void lock_live(live_object_t *self)
     Py_BEGIN_ALLOW_THREADS
     mr_live_lock(self->live);
     Py_END_ALLOW_THREADS
-}
-
-static PyObject *str_from(const char *s, Py_ssize_t n)
-{
-    /* Names come from the tracked program: undecodable bytes are replaced. */
-    return PyUnicode_DecodeUTF8(s, n, "replace");
 }
 
 /* OSError(errno, "<name>: <message>"), the subclass matching errno. */
@@ -110,12 +99,7 @@ static void live_dealloc(live_object_t *self)
         Py_END_ALLOW_THREADS
     }
     mr_sym_destroy(self->sym);
-    for (size_t i = 0; i < self->n_code_cache; i++) {
-        Py_XDECREF(self->code_names[i]);
-        Py_XDECREF(self->code_files[i]);
-    }
-    PyMem_Free(self->code_names);
-    PyMem_Free(self->code_files);
+    mr_pystrings_clear(&self->code);
     Py_XDECREF(self->name);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -138,7 +122,7 @@ static PyObject *live_header(live_object_t *self, void *closure)
                          (unsigned long long)h->start_ms, "interval_ms",
                          (unsigned long)h->interval_ms, "python_allocator",
                          (unsigned)h->python_allocator, "command_line",
-                         str_from(h->command_line, (Py_ssize_t)h->command_line_len), "native",
+                         mr_pystr(h->command_line, (Py_ssize_t)h->command_line_len), "native",
                          (h->flags & MR_FLAG_NATIVE) ? Py_True : Py_False,
                          "trace_python_allocators",
                          (h->flags & MR_FLAG_PYALLOC) ? Py_True : Py_False);
@@ -220,143 +204,38 @@ static PyObject *live_snapshot(live_object_t *self, PyObject *args, PyObject *kw
     return list;
 }
 
-/* (function, file) strs of a CODE id, made once. Lock held (tables). */
-static int code_strings_locked(live_object_t *self, const mr_reader_t *r, uint64_t code,
-                               PyObject **name, PyObject **file)
-{
-    const mr_code_t *c = mr_reader_code(r, code);
-    if (c == NULL) {
-        PyErr_SetString(PyExc_ValueError, "undefined code object id");
-        return -1;
-    }
-    if (code > self->n_code_cache) {
-        size_t n = (size_t)mr_reader_count(r, MR_REC_CODE);
-        PyObject **names = PyMem_Realloc(self->code_names, n * sizeof *names);
-        if (names == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->code_names = names;
-        PyObject **files = PyMem_Realloc(self->code_files, n * sizeof *files);
-        if (files == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->code_files = files;
-        for (size_t i = self->n_code_cache; i < n; i++)
-            names[i] = files[i] = NULL;
-        self->n_code_cache = n;
-    }
-    PyObject **pn = &self->code_names[code - 1], **pf = &self->code_files[code - 1];
-    if (*pn == NULL && (*pn = str_from(c->name, c->name_len)) == NULL)
-        return -1;
-    if (*pf == NULL && (*pf = str_from(c->file, c->file_len)) == NULL)
-        return -1;
-    *name = *pn;
-    *file = *pf;
-    return 0;
-}
-
-static int parse_max(PyObject *obj, size_t *max)
-{
-    if (obj == Py_None) {
-        *max = SIZE_MAX;
-        return 0;
-    }
-    Py_ssize_t v = PyNumber_AsSsize_t(obj, PyExc_OverflowError);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    *max = v < 0 ? 0 : (size_t)v;
-    return 0;
-}
-
-/* Lock held. */
-static PyObject *python_stack_locked(live_object_t *self, uint64_t node, size_t max)
-{
-    const mr_reader_t *r = mr_live_reader_locked(self->live);
-    PyObject *list = PyList_New(0);
-    /* Each node's parent precedes it (checked when decoded): the walk ends. */
-    while (list != NULL && node != 0 && (size_t)PyList_GET_SIZE(list) < max) {
-        uint64_t parent, frame, code, line;
-        int entry;
-        if (mr_reader_node(r, node, &parent, &frame, &entry) < 0)
-            break;
-        PyObject *loc, *name, *file;
-        if (mr_reader_frame(r, frame, &code, &line) < 0)
-            loc = Py_BuildValue("(ssi)", "<unknown>", "<unknown>", 0);
-        else if (code_strings_locked(self, r, code, &name, &file) < 0)
-            loc = NULL;
-        else
-            loc = Py_BuildValue("(OOK)", name, file, (unsigned long long)line);
-        if (loc == NULL || PyList_Append(list, loc) < 0)
-            Py_CLEAR(list);
-        Py_XDECREF(loc);
-        node = parent;
-    }
-    return list;
-}
-
 static PyObject *live_stack_trace(live_object_t *self, PyObject *args)
 {
     unsigned long long node;
     PyObject *max_obj = Py_None;
     size_t max;
-    if (!PyArg_ParseTuple(args, "K|O", &node, &max_obj) || parse_max(max_obj, &max) < 0)
+    if (!PyArg_ParseTuple(args, "K|O", &node, &max_obj) || mr_py_parse_max(max_obj, &max) < 0)
         return NULL;
     lock_live(self);
-    PyObject *list = python_stack_locked(self, node, max);
+    PyObject *list = mr_py_stack(mr_live_reader_locked(self->live), &self->code, node, max);
     mr_live_unlock(self->live);
     return list;
 }
 
-/* Native (hybrid = 0) or hybrid frames through stacks.c and the symbolizer. */
+/* Native (hybrid = 0) or hybrid frames through bind_stacks.c. */
 static PyObject *resolved_stack(live_object_t *self, PyObject *args, int hybrid)
 {
     unsigned long long node, native, generation;
     PyObject *max_obj = Py_None;
     size_t max;
     if (!PyArg_ParseTuple(args, "KKK|O", &node, &native, &generation, &max_obj) ||
-        parse_max(max_obj, &max) < 0)
+        mr_py_parse_max(max_obj, &max) < 0)
         return NULL;
-    if (native == 0) {
-        if (!hybrid)
-            return PyList_New(0);
-        lock_live(self);
-        PyObject *list = python_stack_locked(self, node, max);
-        mr_live_unlock(self->live);
-        return list;
-    }
-    size_t cap = max < NATIVE_MAX_FRAMES ? max : NATIVE_MAX_FRAMES;
-    mr_sym_frame_t *frames = PyMem_Malloc((cap ? cap : 1) * sizeof *frames);
-    if (frames == NULL)
-        return PyErr_NoMemory();
-    PyObject *list = NULL;
+    if (native == 0 && !hybrid)
+        return PyList_New(0);
     lock_live(self);
-    if (self->sym == NULL && mr_sym_new(&self->sym) < 0) {
-        PyErr_NoMemory();
-        goto out;
-    }
     const mr_reader_t *r = mr_live_reader_locked(self->live);
-    size_t n;
     /* Symbolizing may read debug information from disk: without the GIL;
      * the live lock keeps the tables still meanwhile. */
-    Py_BEGIN_ALLOW_THREADS
-    n = hybrid ? mr_stacks_hybrid(r, self->sym, node, native, generation, frames, cap)
-               : mr_stacks_native(r, self->sym, native, generation, frames, cap);
-    Py_END_ALLOW_THREADS
-    list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list != NULL && i < n; i++) {
-        const char *fn = frames[i].function, *file = frames[i].file;
-        PyObject *t = Py_BuildValue("(NNI)", str_from(fn, (Py_ssize_t)strlen(fn)),
-                                    str_from(file, (Py_ssize_t)strlen(file)), frames[i].line);
-        if (t == NULL)
-            Py_CLEAR(list);
-        else
-            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-out:
+    PyObject *list = native == 0 ? mr_py_stack(r, &self->code, node, max)
+                                 : mr_py_resolved_stack(r, &self->sym, node, native, generation,
+                                                        max, hybrid, 1);
     mr_live_unlock(self->live);
-    PyMem_Free(frames);
     return list;
 }
 
@@ -383,7 +262,7 @@ static PyObject *live_thread_name(live_object_t *self, PyObject *args)
     if (name == NULL)
         out = Py_NewRef(Py_None);
     else
-        out = str_from(name, (Py_ssize_t)len);
+        out = mr_pystr(name, (Py_ssize_t)len);
     mr_live_unlock(self->live);
     return out;
 }

@@ -13,13 +13,10 @@
 #include <unistd.h>
 
 #include "analyze.h"
+#include "bind_stacks.h"
 #include "format.h"
 #include "reader.h"
-#include "stacks.h"
 #include "symbolize.h"
-
-/* Deepest native stack asked of the symbolizer when the caller sets no limit. */
-#define NATIVE_MAX_FRAMES 4096
 
 /* ---- CapturePass -------------------------------------------------------- */
 
@@ -34,9 +31,7 @@ typedef struct pass_object {
     mr_agg_row_t *rows;      /* after scan(): per location, threads apart */
     size_t n_rows;
     mr_symbolizer_t *sym;    /* created on the first native stack request */
-    PyObject **code_names;   /* str per CODE id - 1, created on first use */
-    PyObject **code_files;
-    size_t n_code_cache;
+    mr_pystrings_t code;     /* code names and files, created on first use */
 } pass_object_t;
 
 static PyTypeObject PassType;
@@ -78,13 +73,6 @@ static PyObject *allocator_object(unsigned int value)
     }
     Py_INCREF(allocator_members[value]);
     return allocator_members[value];
-}
-
-static PyObject *str_from(const char *s, Py_ssize_t n)
-{
-    /* Names come from the tracked program: undecodable bytes are replaced
-     * rather than failing a whole report. */
-    return PyUnicode_DecodeUTF8(s, n, "replace");
 }
 
 /* Raises the exception for a reader failure: reader-specific codes become
@@ -170,12 +158,7 @@ fail:
 
 static void pass_dealloc(pass_object_t *self)
 {
-    for (size_t i = 0; i < self->n_code_cache; i++) {
-        Py_XDECREF(self->code_names[i]);
-        Py_XDECREF(self->code_files[i]);
-    }
-    PyMem_Free(self->code_names);
-    PyMem_Free(self->code_files);
+    mr_pystrings_clear(&self->code);
     mr_sym_destroy(self->sym);
     free(self->rows);
     mr_reader_close(self->r);
@@ -261,7 +244,7 @@ static PyObject *pass_header(pass_object_t *self, void *closure)
         (unsigned long)h->pid, "main_tid", (unsigned long)h->main_tid, "start_ms",
         (unsigned long long)h->start_ms, "py_hexversion", (unsigned long)h->py_hexversion,
         "interval_ms", (unsigned long)h->interval_ms, "command_line",
-        str_from(h->command_line, (Py_ssize_t)h->command_line_len), "native",
+        mr_pystr(h->command_line, (Py_ssize_t)h->command_line_len), "native",
         (h->flags & MR_FLAG_NATIVE) ? Py_True : Py_False, "trace_python_allocators",
         (h->flags & MR_FLAG_PYALLOC) ? Py_True : Py_False, "aggregated",
         (h->flags & MR_FLAG_AGGREGATED) ? Py_True : Py_False, "compressed",
@@ -550,8 +533,6 @@ static PyObject *pass_temporal_hwm_records(pass_object_t *self, PyObject *args, 
     return Py_BuildValue("(NN)", records, peaks);
 }
 
-static PyObject *frame_location(pass_object_t *self, uint64_t frame);
-
 static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"progress", NULL};
@@ -603,7 +584,7 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
             goto done;
     }
     for (size_t i = 0; i < n_frames; i++) {
-        PyObject *loc = frame_location(self, frames[i].frame);
+        PyObject *loc = mr_py_frame(self->r, &self->code, frames[i].frame);
         PyObject *t = loc ? Py_BuildValue("(NKK)", loc, (unsigned long long)frames[i].count,
                                           (unsigned long long)frames[i].bytes)
                           : NULL;
@@ -665,7 +646,7 @@ static int dump_flush(PyObject *write, char *buf, size_t *len)
 {
     if (*len == 0)
         return 0;
-    PyObject *res = PyObject_CallFunction(write, "N", str_from(buf, (Py_ssize_t)*len));
+    PyObject *res = PyObject_CallFunction(write, "N", mr_pystr(buf, (Py_ssize_t)*len));
     *len = 0;
     if (res == NULL)
         return -1;
@@ -761,7 +742,7 @@ static PyObject *pass_thread_name(pass_object_t *self, PyObject *args)
     const char *name = mr_reader_thread_name(self->r, (uint32_t)tid, &len);
     if (name == NULL)
         Py_RETURN_NONE;
-    return str_from(name, (Py_ssize_t)len);
+    return mr_pystr(name, (Py_ssize_t)len);
 }
 
 static PyMethodDef pass_methods[] = {
@@ -815,99 +796,24 @@ static PyTypeObject PassType = {
 
 /* ---- stacks --------------------------------------------------------------- */
 
-/* (function, file) strs of a CODE id, made once per pass. */
-static int code_strings(pass_object_t *self, uint64_t code, PyObject **name, PyObject **file)
-{
-    const mr_code_t *c = mr_reader_code(self->r, code);
-    if (c == NULL) {
-        PyErr_SetString(PyExc_ValueError, "undefined code object id");
-        return -1;
-    }
-    if (code > self->n_code_cache) {
-        size_t n = (size_t)mr_reader_count(self->r, MR_REC_CODE);
-        PyObject **names = PyMem_Realloc(self->code_names, n * sizeof *names);
-        if (names == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->code_names = names;
-        PyObject **files = PyMem_Realloc(self->code_files, n * sizeof *files);
-        if (files == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->code_files = files;
-        for (size_t i = self->n_code_cache; i < n; i++)
-            names[i] = files[i] = NULL;
-        self->n_code_cache = n;
-    }
-    PyObject **pn = &self->code_names[code - 1], **pf = &self->code_files[code - 1];
-    if (*pn == NULL && (*pn = str_from(c->name, c->name_len)) == NULL)
-        return -1;
-    if (*pf == NULL && (*pf = str_from(c->file, c->file_len)) == NULL)
-        return -1;
-    *name = *pn;
-    *file = *pf;
-    return 0;
-}
-
-/* (function, file, line) of a FRAME id; frame 0 is ("<unknown>", "<unknown>", 0). */
-static PyObject *frame_location(pass_object_t *self, uint64_t frame)
-{
-    uint64_t code, line;
-    if (frame == 0 || mr_reader_frame(self->r, frame, &code, &line) < 0)
-        return Py_BuildValue("(ssi)", "<unknown>", "<unknown>", 0);
-    PyObject *name, *file;
-    if (code_strings(self, code, &name, &file) < 0)
-        return NULL;
-    return Py_BuildValue("(OOK)", name, file, (unsigned long long)line);
-}
-
 static int parse_max_stacks(PyObject *args, PyObject *kwds, size_t *max)
 {
     static char *kwlist[] = {"max_stacks", NULL};
     PyObject *obj = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O", kwlist, &obj))
         return -1;
-    if (obj == Py_None) {
-        *max = SIZE_MAX;
-        return 0;
-    }
-    Py_ssize_t v = PyNumber_AsSsize_t(obj, PyExc_OverflowError);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    *max = v < 0 ? 0 : (size_t)v;
-    return 0;
+    return mr_py_parse_max(obj, max);
 }
 
 static PyObject *python_stack(record_object_t *self, size_t max)
 {
-    PyObject *list = PyList_New(0);
-    if (list == NULL || self->stack_id == 0)
-        return list;
+    if (self->stack_id == 0)
+        return PyList_New(0);
     if (self->pass == NULL) {
-        Py_DECREF(list);
         PyErr_SetString(PyExc_ValueError, "record has no capture to resolve its stack from");
         return NULL;
     }
-    const mr_reader_t *r = self->pass->r;
-    uint64_t node = self->stack_id;
-    /* Each node's parent precedes it (checked when decoded): the walk ends. */
-    while (node != 0 && (size_t)PyList_GET_SIZE(list) < max) {
-        uint64_t parent, frame;
-        int entry;
-        if (mr_reader_node(r, node, &parent, &frame, &entry) < 0)
-            break;
-        PyObject *loc = frame_location(self->pass, frame);
-        if (loc == NULL || PyList_Append(list, loc) < 0) {
-            Py_XDECREF(loc);
-            Py_DECREF(list);
-            return NULL;
-        }
-        Py_DECREF(loc);
-        node = parent;
-    }
-    return list;
+    return mr_py_stack(self->pass->r, &self->pass->code, self->stack_id, max);
 }
 
 static PyObject *record_stack_trace(record_object_t *self, PyObject *args, PyObject *kwds)
@@ -918,7 +824,7 @@ static PyObject *record_stack_trace(record_object_t *self, PyObject *args, PyObj
     return python_stack(self, max);
 }
 
-/* Native (hybrid = 0) or hybrid frames through stacks.c and the symbolizer. */
+/* Native (hybrid = 0) or hybrid frames through bind_stacks.c. */
 static PyObject *resolved_stack(record_object_t *self, size_t max, int hybrid)
 {
     if (self->native_stack_id == 0)
@@ -927,29 +833,8 @@ static PyObject *resolved_stack(record_object_t *self, size_t max, int hybrid)
         PyErr_SetString(PyExc_ValueError, "record has no capture to resolve its stack from");
         return NULL;
     }
-    pass_object_t *pass = self->pass;
-    if (pass->sym == NULL && mr_sym_new(&pass->sym) < 0)
-        return PyErr_NoMemory();
-    size_t cap = max < NATIVE_MAX_FRAMES ? max : NATIVE_MAX_FRAMES;
-    mr_sym_frame_t *frames = PyMem_Malloc((cap ? cap : 1) * sizeof *frames);
-    if (frames == NULL)
-        return PyErr_NoMemory();
-    size_t n = hybrid ? mr_stacks_hybrid(pass->r, pass->sym, self->stack_id, self->native_stack_id,
-                                         self->generation, frames, cap)
-                      : mr_stacks_native(pass->r, pass->sym, self->native_stack_id,
-                                         self->generation, frames, cap);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list != NULL && i < n; i++) {
-        const char *fn = frames[i].function, *file = frames[i].file;
-        PyObject *t = Py_BuildValue("(NNI)", str_from(fn, (Py_ssize_t)strlen(fn)),
-                                    str_from(file, (Py_ssize_t)strlen(file)), frames[i].line);
-        if (t == NULL)
-            Py_CLEAR(list);
-        else
-            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    PyMem_Free(frames);
-    return list;
+    return mr_py_resolved_stack(self->pass->r, &self->pass->sym, self->stack_id,
+                                self->native_stack_id, self->generation, max, hybrid, 0);
 }
 
 static PyObject *record_native_stack_trace(record_object_t *self, PyObject *args, PyObject *kwds)
@@ -1066,7 +951,7 @@ static PyObject *record_thread_name(record_object_t *self, void *closure)
                                   : NULL;
     if (name == NULL)
         return PyUnicode_FromString("");
-    return str_from(name, (Py_ssize_t)len);
+    return mr_pystr(name, (Py_ssize_t)len);
 }
 
 static PyMemberDef record_members[] = {
