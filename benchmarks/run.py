@@ -1,16 +1,22 @@
-"""Compare tracking overhead of our memray with the reference memray from PyPI.
+"""Benchmarks of our memray against the reference memray from PyPI.
 
-For every workload x mode it runs, in separate processes (``driver.py``):
+Parts (``--parts``, all by default, in this order):
 
-* the workload untracked, with each tool's own interpreter (the baseline),
-* the workload under ``memray.Tracker`` with our package (``.venv``),
-* the workload under ``memray.Tracker`` with the reference memray
-  (``benchmarks/.ref-venv``, created on first use),
+* ``overhead``: for every workload x mode it runs, in separate processes
+  (``driver.py``), the workload untracked with each tool's own interpreter (the
+  baseline) and under ``memray.Tracker`` with our package (``.venv``) and with
+  the reference memray (``benchmarks/.ref-venv``, created on first use), and
+  reports the median wall time of the tracked region relative to the baseline,
+  the capture size on disk and the child's peak RSS;
+* ``native``: the same, ``native_traces=True``, for the allocation loop, the
+  recursion and a numpy workload (rows in the same table);
+* ``reports``: time and peak RSS of ``flamegraph``, ``table``, ``summary``,
+  ``stats`` and ``transform csv`` on a capture of >= 10M allocations made by
+  each tool (``bench_reports.py``);
+* ``native-reports``: the same for a flame graph of ``--native`` captures.
 
-and reports the median wall time of the tracked region relative to the
-baseline, the capture size on disk and the child's peak RSS. A text table is
-printed and everything, including every single run, is written to
-``benchmarks/results/latest.json``. See ``benchmarks/README.md``.
+Text tables are printed and everything, including every single run, is
+written to ``benchmarks/results/latest.json``. See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -31,43 +37,58 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-DRIVER = BENCH_DIR / "driver.py"
-WORKLOAD_DIR = BENCH_DIR / "workloads"
-REF_VENV = BENCH_DIR / ".ref-venv"
-RESULTS_DIR = BENCH_DIR / "results"
-SCALE_ENV = "MEMRAY_BENCH_SCALE"
+from bench_common import (
+    BENCH_DIR,
+    DRIVER,
+    RATIO_MIN_BASELINE_S,
+    REF_VENV,
+    REPO,
+    RESULTS_DIR,
+    SCALE_ENV,
+    SETUP_TIMEOUT_S,
+    WORKLOAD_DIR,
+    Footnotes,
+    Tool,
+    check_python,
+    child_env,
+    describe_status,
+    fmt_bytes,
+    fmt_rss,
+    fmt_seconds,
+    format_table,
+    last_line,
+    log,
+    pip_install,
+    relative_spread,
+    wait_with_rusage,
+)
+from bench_reports import (
+    NATIVE_REPORT_SECTION,
+    REPORT_SECTION,
+    REPORTS,
+    render_section,
+    run_section,
+)
 
-# Workloads run by default, in this order (each is workloads/<name>.py with main()).
+# Workloads of the overhead part, in this order (each is workloads/<name>.py with main()).
 WORKLOADS: list[str] = ["alloc_loop", "recursion", "big_buffers", "threads", "empty"]
+# Workloads of the native part (native_traces=True rows).
+NATIVE_WORKLOADS: list[str] = ["alloc_loop", "recursion", "numpy_work"]
 # Workloads that import numpy: numpy is installed into a venv that lacks it.
-NEEDS_NUMPY: set[str] = {"big_buffers"}
+NEEDS_NUMPY: set[str] = {"big_buffers", "numpy_work"}
 # Tracker modes (keys of driver.MODES). "none" is the untracked baseline.
 UNTRACKED = "none"
 ALL_MODES: list[str] = ["default", "pyalloc", "native"]
 DEFAULT_MODES: list[str] = ["default", "pyalloc"]
-NATIVE_MODES: list[str] = ["native"]  # added by --native
+NATIVE_MODES: list[str] = ["native"]  # the native part; --native adds them to the overhead part
 # Tools compared, in column order.
 TOOLS: list[str] = ["ours", "ref"]
-TOOL_LABELS: dict[str, str] = {"ours": "ours", "ref": "reference"}
+# Parts of a run, in the order they run.
+PARTS: list[str] = ["overhead", "native", "reports", "native-reports"]
 
 QUICK_SCALE = 0.25
 DEFAULT_REPEAT = 3
 DEFAULT_TIMEOUT_S = 300.0
-SETUP_TIMEOUT_S = 900.0
-# Below this untracked median the ratio is meaningless; the absolute overhead is shown.
-RATIO_MIN_BASELINE_S = 0.05
-
-
-@dataclass
-class Tool:
-    """One memray implementation and the interpreter that has it installed."""
-
-    name: str
-    python: Path
-    memray_version: str | None = None
-    error: str | None = None  # set when memray cannot be used with this interpreter
 
 
 @dataclass
@@ -133,66 +154,6 @@ class Cell:
 # --------------------------------------------------------------------------- processes
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def child_env(scale: float) -> dict[str, str]:
-    env = dict(os.environ)
-    # The interpreters must find their own memray, never one from the caller's path.
-    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
-        env.pop(name, None)
-    env[SCALE_ENV] = repr(scale)
-    env["PYTHONHASHSEED"] = "0"
-    return env
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"killed by {name}"
-    return f"exit {os.waitstatus_to_exitcode(status)}"
-
-
-def wait_with_rusage(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any, bool]:
-    """Reap ``proc`` with wait4 (its own rusage), killing its group after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    timed_out = False
-    try:
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
-            if time.monotonic() >= deadline:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-    except BaseException:
-        # Interrupted (e.g. Ctrl-C): do not leave the child running.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-            os.wait4(proc.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        proc.returncode = -signal.SIGKILL
-        raise
-    proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting again
-    return status, usage, timed_out
-
-
 def run_child(
     python: Path, workload: str, mode: str, workdir: Path, scale: float, timeout: float
 ) -> Run:
@@ -246,47 +207,6 @@ def run_child(
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-def check_python(python: Path, code: str, timeout: float = 120.0) -> tuple[bool, str]:
-    """Run ``python -c code``; return (success, last output line)."""
-    if not python.exists():
-        return False, f"no interpreter at {python}"
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", code],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=BENCH_DIR,
-            env=child_env(1.0),
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
-    if proc.returncode != 0:
-        return False, last_line(proc.stderr) or f"exit {proc.returncode}"
-    return True, last_line(proc.stdout)
-
-
-def pip_install(python: Path, *packages: str) -> tuple[bool, str]:
-    log(f"installing {' '.join(packages)} into {python.parent.parent} ...")
-    try:
-        proc = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *packages],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=SETUP_TIMEOUT_S,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
-    if proc.returncode != 0:
-        return False, last_line(proc.stderr) or f"pip exit {proc.returncode}"
-    return True, ""
-
-
-# --------------------------------------------------------------------------- set-up
-
-
 def ensure_ref_venv() -> tuple[Path, str | None]:
     """Create benchmarks/.ref-venv with memray and numpy from PyPI if missing."""
     python = REF_VENV / "bin" / "python"
@@ -335,45 +255,6 @@ def prepare_tool(tool: Tool, need_numpy: bool) -> None:
 # --------------------------------------------------------------------------- formatting
 
 
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 1.0:
-        return f"{value:.2f}s"
-    if abs(value) >= 1e-3:
-        return f"{value * 1e3:.1f}ms"
-    return f"{value * 1e6:.0f}us"
-
-
-def fmt_bytes(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return "-"  # pragma: no cover
-
-
-def fmt_rss(kib: int | None) -> str:
-    return "-" if kib is None else fmt_bytes(kib * 1024)
-
-
-class Footnotes:
-    """Numbers error messages so table cells stay short."""
-
-    def __init__(self) -> None:
-        self.messages: dict[str, int] = {}
-
-    def ref(self, message: str) -> str:
-        if message not in self.messages:
-            self.messages[message] = len(self.messages) + 1
-        return f"ERR[{self.messages[message]}]"
-
-    def lines(self) -> list[str]:
-        return [f"  [{n}] {message}" for message, n in self.messages.items()]
-
-
 def slowdown(summary: dict[str, Any], notes: Footnotes, label: str) -> str:
     if summary["error"]:
         return notes.ref(f"{label}: {summary['error']}")
@@ -381,7 +262,8 @@ def slowdown(summary: dict[str, Any], notes: Footnotes, label: str) -> str:
     if summary["ratio"] is None or base < RATIO_MIN_BASELINE_S:
         if summary["overhead_s"] is None:
             return "-"
-        return "+" + fmt_seconds(summary["overhead_s"])
+        overhead = summary["overhead_s"]
+        return ("+" if overhead >= 0 else "-") + fmt_seconds(abs(overhead))
     return f"{summary['ratio']:.2f}x"
 
 
@@ -390,9 +272,7 @@ def spread(summary: dict[str, Any] | None) -> float | None:
     if summary is None:
         return None
     times = [r["wall_s"] for r in summary["runs"] if r["error"] is None and r["wall_s"]]
-    if len(times) < 2 or statistics.median(times) < RATIO_MIN_BASELINE_S:
-        return None
-    return (max(times) - min(times)) / statistics.median(times)
+    return relative_spread(times)
 
 
 def render_table(rows: list[dict[str, Any]], tools: list[str]) -> str:
@@ -426,19 +306,69 @@ def render_table(rows: list[dict[str, Any]], tools: list[str]) -> str:
         known = [x for x in spreads if x is not None]
         cells.append(f"{max(known) * 100:.0f}%" if known else "-")
         table.append(cells)
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = []
-    for i, r in enumerate(table):
-        # Text columns left-aligned, numbers right-aligned.
-        parts = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))]
-        lines.append("  ".join(parts).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = format_table(table, 2)
     if notes.messages:
         lines.append("")
         lines.append("errors:")
         lines.extend(notes.lines())
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- overhead
+
+
+def run_overhead(
+    plan: dict[str, list[str]],
+    tools: dict[str, Tool],
+    repeat: int,
+    scale: float,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """Run every workload of ``plan`` untracked and in each of its modes; return table rows."""
+    tool_names = list(tools)
+    cells: dict[tuple[str, str, str], Cell] = {}
+    total = sum(len(tool_names) * (1 + len(modes)) * repeat for modes in plan.values())
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="memray-bench-") as tmp:
+        workdir = Path(tmp)
+        for workload, modes in plan.items():
+            configs = [(t, UNTRACKED) for t in tool_names]
+            configs += [(t, m) for m in modes for t in tool_names]
+            for rep in range(repeat):
+                # Interleaved so that drift in machine speed hits every column alike.
+                for tool_name, mode in configs:
+                    done += 1
+                    tool = tools[tool_name]
+                    cell = cells.setdefault(
+                        (tool_name, workload, mode), Cell(tool_name, workload, mode)
+                    )
+                    if mode != UNTRACKED and tool.error is not None:
+                        cell.error = tool.error
+                        continue
+                    if cell.error is not None:
+                        continue  # failed before: do not pay for it again
+                    run = run_child(tool.python, workload, mode, workdir, scale, timeout)
+                    cell.runs.append(run)
+                    if run.error is not None:
+                        cell.error = run.error
+                    result = run.error or fmt_seconds(run.wall_s)
+                    log(
+                        f"[{done}/{total}] {workload:<12} {mode:<8} {tool_name:<4} "
+                        f"rep {rep + 1}: {result}"
+                    )
+
+    rows: list[dict[str, Any]] = []
+    for workload, modes in plan.items():
+        untracked = {t: cells[(t, workload, UNTRACKED)].summary(None) for t in tool_names}
+        for mode in modes:
+            tracked = {
+                t: cells[(t, workload, mode)].summary(cells[(t, workload, UNTRACKED)])
+                for t in tool_names
+            }
+            rows.append(
+                {"workload": workload, "mode": mode, "untracked": untracked, "tracked": tracked}
+            )
+    return rows
 
 
 # --------------------------------------------------------------------------- main
@@ -457,16 +387,45 @@ def parse_list(value: str | None, allowed: list[str] | None, what: str) -> list[
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=None, help="runs per cell (default 3)")
-    parser.add_argument("--workloads", help=f"comma list (default {','.join(WORKLOADS)})")
     parser.add_argument(
-        "--modes", help=f"comma list of {','.join(ALL_MODES)} (default {','.join(DEFAULT_MODES)})"
+        "--parts", help=f"comma list of {','.join(PARTS)} (default all, in that order)"
     )
-    parser.add_argument("--native", action="store_true", help="also run native_traces=True")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per cell (default 3)")
     parser.add_argument(
-        "--quick", action="store_true", help=f"repeat 1, workloads scaled by {QUICK_SCALE}"
+        "--workloads", help=f"overhead part: comma list (default {','.join(WORKLOADS)})"
+    )
+    parser.add_argument(
+        "--modes",
+        help=f"overhead part: comma list of {','.join(ALL_MODES)} "
+        f"(default {','.join(DEFAULT_MODES)})",
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="overhead part: also native_traces=True rows"
+    )
+    parser.add_argument(
+        "--native-workloads",
+        help=f"native part: comma list (default {','.join(NATIVE_WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--reports",
+        help=f"reports parts: comma list of {','.join(r.key for r in REPORTS)} (default all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"repeat 1, workloads and report captures scaled by {QUICK_SCALE}",
     )
     parser.add_argument("--scale", type=float, help=f"workload size factor (sets {SCALE_ENV})")
+    parser.add_argument(
+        "--report-scale",
+        type=float,
+        help="size factor of the report captures (default 1: >= 10M allocations)",
+    )
+    parser.add_argument(
+        "--keep-captures",
+        action="store_true",
+        help="reports parts: keep the capture directory (printed) instead of removing it",
+    )
     parser.add_argument("--tools", help="comma list of ours,ref (default both)")
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-run timeout in seconds"
@@ -489,6 +448,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--repeat must be >= 1")
     if args.scale is None:
         args.scale = QUICK_SCALE if args.quick else 1.0
+    if args.report_scale is None:
+        args.report_scale = QUICK_SCALE if args.quick else 1.0
+    if args.scale <= 0 or args.report_scale <= 0:
+        parser.error("--scale and --report-scale must be > 0")
     return args
 
 
@@ -496,18 +459,9 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the child clean-up
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    available = sorted(p.stem for p in WORKLOAD_DIR.glob("*.py") if p.stem != "__init__")
-    workloads = parse_list(args.workloads, available, "workload") or WORKLOADS
-    modes = parse_list(args.modes, ALL_MODES, "mode") or list(DEFAULT_MODES)
-    if args.native:
-        modes += [m for m in NATIVE_MODES if m not in modes]
-    tool_names = parse_list(args.tools, TOOLS, "tool") or TOOLS
-    need_numpy = any(w in NEEDS_NUMPY for w in workloads)
-
-    started = time.monotonic()
+def make_tools(
+    args: argparse.Namespace, tool_names: list[str], need_numpy: bool
+) -> dict[str, Tool]:
     tools: dict[str, Tool] = {}
     for name in tool_names:
         if name == "ours":
@@ -524,59 +478,47 @@ def main(argv: list[str] | None = None) -> int:
         t = tools[name]
         status = f"memray {t.memray_version}" if t.error is None else f"UNUSABLE: {t.error}"
         log(f"{name}: {t.python} ({status})")
+    return tools
 
-    cells: dict[tuple[str, str, str], Cell] = {}
-    configs = [(t, UNTRACKED) for t in tool_names] + [(t, m) for m in modes for t in tool_names]
-    total = len(workloads) * len(configs) * args.repeat
-    done = 0
-    with tempfile.TemporaryDirectory(prefix="memray-bench-") as tmp:
-        workdir = Path(tmp)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    parts = parse_list(args.parts, PARTS, "part") or list(PARTS)
+    available = sorted(p.stem for p in WORKLOAD_DIR.glob("*.py") if p.stem != "__init__")
+    workloads = parse_list(args.workloads, available, "workload") or WORKLOADS
+    native_workloads = parse_list(args.native_workloads, available, "workload") or NATIVE_WORKLOADS
+    modes = parse_list(args.modes, ALL_MODES, "mode") or list(DEFAULT_MODES)
+    if args.native:
+        modes += [m for m in NATIVE_MODES if m not in modes]
+    report_keys = parse_list(args.reports, [r.key for r in REPORTS], "report") or [
+        r.key for r in REPORTS
+    ]
+    tool_names = parse_list(args.tools, TOOLS, "tool") or TOOLS
+
+    # workload -> tracked modes of the overhead and native parts (one table, shared baselines).
+    plan: dict[str, list[str]] = {}
+    if "overhead" in parts:
         for workload in workloads:
-            for rep in range(args.repeat):
-                # Interleaved so that drift in machine speed hits every column alike.
-                for tool_name, mode in configs:
-                    done += 1
-                    tool = tools[tool_name]
-                    cell = cells.setdefault(
-                        (tool_name, workload, mode), Cell(tool_name, workload, mode)
-                    )
-                    if mode != UNTRACKED and tool.error is not None:
-                        cell.error = tool.error
-                        continue
-                    if cell.error is not None:
-                        continue  # failed before: do not pay for it again
-                    run = run_child(tool.python, workload, mode, workdir, args.scale, args.timeout)
-                    cell.runs.append(run)
-                    if run.error is not None:
-                        cell.error = run.error
-                    result = run.error or fmt_seconds(run.wall_s)
-                    log(
-                        f"[{done}/{total}] {workload:<12} {mode:<8} {tool_name:<4} "
-                        f"rep {rep + 1}: {result}"
-                    )
+            plan.setdefault(workload, []).extend(modes)
+    if "native" in parts:
+        for workload in native_workloads:
+            wanted = plan.setdefault(workload, [])
+            wanted.extend(m for m in NATIVE_MODES if m not in wanted)
+    section_workloads = [
+        c.workload
+        for name, section in (
+            ("reports", REPORT_SECTION),
+            ("native-reports", NATIVE_REPORT_SECTION),
+        )
+        if name in parts
+        for c in section.captures
+    ]
+    need_numpy = any(w in NEEDS_NUMPY for w in [*plan, *section_workloads])
 
-    rows: list[dict[str, Any]] = []
-    for workload in workloads:
-        untracked = {t: cells[(t, workload, UNTRACKED)].summary(None) for t in tool_names}
-        for mode in modes:
-            tracked = {
-                t: cells[(t, workload, mode)].summary(cells[(t, workload, UNTRACKED)])
-                for t in tool_names
-            }
-            rows.append(
-                {"workload": workload, "mode": mode, "untracked": untracked, "tracked": tracked}
-            )
-
-    elapsed = time.monotonic() - started
-    print(render_table(rows, tool_names))
-    print(
-        f"\nrepeat={args.repeat} scale={args.scale:g}; ratio = median tracked / median "
-        f"untracked (same interpreter); '+t' = absolute overhead where the untracked run "
-        f"takes < {fmt_seconds(RATIO_MIN_BASELINE_S)}; spread = largest (max - min) / median "
-        f"of the run times behind the row; total {elapsed:.0f}s"
-    )
-
-    report = {
+    started = time.monotonic()
+    tools = make_tools(args, tool_names, need_numpy)
+    report: dict[str, Any] = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": {
             "platform": platform.platform(),
@@ -585,23 +527,71 @@ def main(argv: list[str] | None = None) -> int:
             "runner_python": sys.version.split()[0],
         },
         "settings": {
+            "parts": parts,
             "repeat": args.repeat,
             "scale": args.scale,
+            "report_scale": args.report_scale,
             "timeout_s": args.timeout,
             "workloads": workloads,
+            "native_workloads": native_workloads,
             "modes": modes,
+            "reports": report_keys,
             "ratio_min_baseline_s": RATIO_MIN_BASELINE_S,
         },
         "tools": {
             name: {"python": str(t.python), "memray_version": t.memray_version, "error": t.error}
             for name, t in tools.items()
         },
-        "rows": rows,
-        "elapsed_s": elapsed,
+        "rows": [],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+
+    def save() -> None:
+        report["elapsed_s"] = time.monotonic() - started
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+
+    outputs: list[str] = []
+    if plan:
+        part_started = time.monotonic()
+        report["rows"] = run_overhead(plan, tools, args.repeat, args.scale, args.timeout)
+        save()
+        text = "== Tracking overhead" + (" (with --native rows)" if "native" in parts else "")
+        text += "\n\n" + render_table(report["rows"], tool_names)
+        text += (
+            f"\n\nrepeat={args.repeat} scale={args.scale:g}; ratio = median tracked / median "
+            f"untracked (same interpreter); '+t' = absolute overhead where the untracked run "
+            f"takes < {fmt_seconds(RATIO_MIN_BASELINE_S)}; spread = largest (max - min) / "
+            f"median of the run times behind the row; "
+            f"{time.monotonic() - part_started:.0f}s"
+        )
+        print(text + "\n", flush=True)
+        outputs.append(text)
+    for name, section in (("reports", REPORT_SECTION), ("native-reports", NATIVE_REPORT_SECTION)):
+        if name not in parts:
+            continue
+        if not any(k in report_keys for k in section.reports):
+            log(f"{name}: none of its reports ({', '.join(section.reports)}) selected; skipped")
+            continue
+        result = run_section(
+            section,
+            tools,
+            report_keys,
+            args.repeat,
+            args.report_scale,
+            args.timeout,
+            args.keep_captures,
+        )
+        report[section.name] = result
+        save()
+        text = render_section(result, tool_names)
+        print(text + "\n", flush=True)
+        outputs.append(text)
+
+    save()
+    if len(outputs) > 1:
+        # All tables again, together, at the end of the (long) log.
+        print("\n\n".join(["=" * 40 + " all results", *outputs]))
+    print(f"\ntotal {time.monotonic() - started:.0f}s; wrote {args.output}")
     return 0
 
 
