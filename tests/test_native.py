@@ -8,6 +8,7 @@ frame and the demangled C++ name."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,18 @@ def test_native_threads_have_their_own_stacks(tmp_path: Path, testalloc: Path) -
     frames = recs[0].native_stack_trace()
     assert frames[0][0] == "thread_main"
     assert recs[0].stack_trace() == []
+
+
+def test_terminal_reporters_show_native_frames(tmp_path: Path, nativelib: Path) -> None:
+    run_python(CODE, tmp_path, env={"NATIVELIB": str(nativelib)})
+    for command in (["summary"], ["tree"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "memray", *command, str(tmp_path / "out.bin")],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "inlined_alloc" in proc.stdout, (command, proc.stdout)
+        assert "memtest::Pool::grab(unsigned long)" in proc.stdout, (command, proc.stdout)
+        assert "python_caller" in proc.stdout

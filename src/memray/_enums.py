@@ -26,8 +26,8 @@ class AllocatorType(IntEnum):
 class FileFormat(IntEnum):
     """The capture file formats a Tracker can write."""
 
-    ALL_ALLOCATIONS = 1
-    AGGREGATED_ALLOCATIONS = 2
+    ALL_ALLOCATIONS = 0  # values as in memray 1.x
+    AGGREGATED_ALLOCATIONS = 1
 
 
 class PythonAllocatorType(IntEnum):

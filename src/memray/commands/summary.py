@@ -52,7 +52,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--sort-column must be between 1 and {SummaryReporter.N_COLUMNS}")
     reader = open_reader(args.results)
     with reader, reading(args.results):
-        reporter = SummaryReporter.from_snapshot(snapshot_records(reader, args))
+        reporter = SummaryReporter.from_snapshot(
+            snapshot_records(reader, args), native=reader.metadata.has_native_traces
+        )
     reporter.render(
         args.sort_column,
         max_rows=args.max_rows,

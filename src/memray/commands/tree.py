@@ -40,7 +40,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with reader, reading(args.results):
         metadata = reader.metadata
         reporter = TreeReporter.from_snapshot(
-            snapshot_records(reader, args), biggest_allocs=args.biggest_allocs
+            snapshot_records(reader, args),
+            biggest_allocs=args.biggest_allocs,
+            native=metadata.has_native_traces,
         )
     header = "Allocation metadata"
     print()

@@ -71,16 +71,19 @@ class SummaryReporter:
         self.total_allocations = total_allocations
 
     @classmethod
-    def from_snapshot(cls, records: Iterable[Any]) -> SummaryReporter:
+    def from_snapshot(cls, records: Iterable[Any], native: bool = False) -> SummaryReporter:
         """Folds grouped AllocationRecords: a function's total counts a record
-        once however often the function recurs in its stack."""
+        once however often the function recurs in its stack. With native, the
+        hybrid stacks (C frames and the Python frames they ran) are used."""
         by_location: dict[tuple[str, str], LocationData] = {}
         total_memory = total_allocations = 0
         for record in records:
             size, count = record.size, record.n_allocations
             total_memory += size
             total_allocations += count
-            stack = record.stack_trace() or [(UNKNOWN_FUNCTION, UNKNOWN_FUNCTION, 0)]
+            stack = (record.hybrid_stack_trace() if native else record.stack_trace()) or [
+                (UNKNOWN_FUNCTION, UNKNOWN_FUNCTION, 0)
+            ]
             seen = set()
             for depth, (function, file, _line) in enumerate(stack):
                 key = (function, file)

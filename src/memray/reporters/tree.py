@@ -45,7 +45,9 @@ class TreeReporter:
         self.shown = shown
 
     @classmethod
-    def from_snapshot(cls, records: Iterable[Any], biggest_allocs: int = 200) -> TreeReporter:
+    def from_snapshot(
+        cls, records: Iterable[Any], biggest_allocs: int = 200, native: bool = False
+    ) -> TreeReporter:
         totals = [0, 0]
 
         def counted() -> Iterator[Any]:
@@ -58,7 +60,8 @@ class TreeReporter:
         root = Node(None, totals[0], totals[1])
         for record in biggest:
             node = root
-            for frame in reversed(record.stack_trace()):
+            stack = record.hybrid_stack_trace() if native else record.stack_trace()
+            for frame in reversed(stack):
                 node = node.child(tuple(frame))
                 node.size += record.size
                 node.n_allocations += record.n_allocations
