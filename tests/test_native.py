@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import TIMEOUT, line_of, run_python
 
-from memray import AllocatorType, FileReader
+from memray import AllocatorType, FileReader, compute_statistics
+from memray.reporters._text import size_fmt
 
 LIB = Path(__file__).parent / "lib"
 
@@ -190,3 +191,27 @@ def test_terminal_reporters_show_native_frames(tmp_path: Path, nativelib: Path) 
         assert "inlined_alloc" in proc.stdout, (command, proc.stdout)
         assert "memtest::Pool::grab(unsigned long)" in proc.stdout, (command, proc.stdout)
         assert "python_caller" in proc.stdout
+
+
+def test_stats_top_locations_name_the_innermost_native_frame(
+    tmp_path: Path, nativelib: Path
+) -> None:
+    run_python(CODE, tmp_path, env={"NATIVELIB": str(nativelib)})
+    c_src = str(LIB / "nativelib.c")
+    inlined = f"inlined_alloc:{c_src}:{_line(LIB / 'nativelib.c', 'NL_INLINED')}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "memray", "stats", str(tmp_path / "out.bin")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    by_size = proc.stdout.split("(by size):")[1].split("(by number of allocations):")[0]
+    assert f"- {inlined} -> {size_fmt(123457)}" in by_size, proc.stdout
+    assert "memtest::Pool::grab(unsigned long)" in by_size, proc.stdout
+    stats = compute_statistics(tmp_path / "out.bin", num_largest=1000)
+    where = {loc: size for loc, size in stats.top_locations_by_size}
+    assert where[("inlined_alloc", c_src, _line(LIB / "nativelib.c", "NL_INLINED"))] >= 123457
+    # Every allocation is counted once, at one location.
+    assert sum(where.values()) == stats.total_memory_allocated
+    assert sum(n for _, n in stats.top_locations_by_count) == stats.total_num_allocations

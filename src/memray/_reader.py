@@ -444,9 +444,12 @@ def compute_statistics(
         end_ms=st["end_ms"],
     )
     # Frames are per FRAME id; equal (function, file, line) from different
-    # code objects are one location to a reader.
+    # code objects are one location to a reader. With native stacks, a
+    # location is the innermost frame of the hybrid stack (a C function that
+    # allocates), resolved once per distinct stack pair by the C pass.
     totals: dict[PythonStackElement, list[int]] = {}
-    for location, count, nbytes in st["by_frame"]:
+    located = st["by_location"] if header["native"] else st["by_frame"]
+    for location, count, nbytes in located:
         entry = totals.setdefault(location, [0, 0])
         entry[0] += count
         entry[1] += nbytes

@@ -660,6 +660,18 @@ static void test_stats(void)
     CHECK(frames[1].frame == 2 && frames[1].count == 1 && frames[1].bytes == 100);
     CHECK(frames[2].frame == 0 && frames[2].count == 1 && frames[2].bytes == 50);
     free(frames);
+    /* Per (python stack, native stack) pair, with the latest generation. */
+    CHECK_EQ(mr_stats_loc(s, 3, 7, 1, 100), 0);
+    CHECK_EQ(mr_stats_loc(s, 3, 0, 0, 10), 0);
+    CHECK_EQ(mr_stats_loc(s, 3, 7, 2, 20), 0);
+    mr_count_row_t *locs;
+    CHECK_EQ(mr_stats_locs(s, &locs, &n), 0);
+    CHECK_EQ(n, 2);
+    CHECK(locs[0].key.stack == 3 && locs[0].key.native == 7 && locs[0].generation == 2);
+    CHECK(locs[0].n == 2 && locs[0].bytes == 120);
+    CHECK(locs[1].key.stack == 3 && locs[1].key.native == 0 && locs[1].n == 1);
+    CHECK(locs[1].bytes == 10);
+    free(locs);
     mr_stats_destroy(s);
 }
 

@@ -1082,13 +1082,21 @@ struct mr_stats {
     u64map_t frame_index; /* frame -> index in frames */
     mr_frame_total_t *frames;
     size_t n_frames, cap_frames;
+    loctab_t locs; /* (python stack, native stack) -> stats_loc_t, see mr_stats_loc */
 };
+
+typedef struct stats_loc {
+    mr_loc_key_t key;
+    uint64_t generation;
+    uint64_t n, bytes;
+} stats_loc_t;
 
 int mr_stats_new(mr_stats_t **out)
 {
     mr_stats_t *s = calloc(1, sizeof *s);
     if (s == NULL)
         return -ENOMEM;
+    loctab_init(&s->locs, sizeof(stats_loc_t));
     *out = s;
     return 0;
 }
@@ -1101,7 +1109,38 @@ void mr_stats_destroy(mr_stats_t *s)
     u64map_free(&s->by_size);
     u64map_free(&s->frame_index);
     free(s->frames);
+    loctab_free(&s->locs);
     free(s);
+}
+
+int mr_stats_loc(mr_stats_t *s, uint64_t stack, uint64_t native, uint64_t generation,
+                 uint64_t size)
+{
+    mr_loc_key_t key = {.stack = stack, .native = native};
+    uint32_t idx;
+    int created;
+    if (loctab_get(&s->locs, &key, &idx, &created) < 0)
+        return -ENOMEM;
+    stats_loc_t *l = LOC(&s->locs, idx, stats_loc_t);
+    l->generation = generation;
+    l->n++;
+    l->bytes += size;
+    return 0;
+}
+
+int mr_stats_locs(const mr_stats_t *s, mr_count_row_t **rows, size_t *n)
+{
+    mr_count_row_t *out = malloc((s->locs.n ? s->locs.n : 1) * sizeof *out);
+    if (out == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->locs.n; i++) {
+        const stats_loc_t *l = LOC(&s->locs, i, stats_loc_t);
+        out[i] = (mr_count_row_t){.key = l->key, .generation = l->generation, .n = l->n,
+                                  .bytes = l->bytes};
+    }
+    *rows = out;
+    *n = s->locs.n;
+    return 0;
 }
 
 int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size,

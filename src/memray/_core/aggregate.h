@@ -169,5 +169,12 @@ void mr_stats_summary(const mr_stats_t *s, mr_stats_summary_t *out);
 int mr_stats_sizes(const mr_stats_t *s, mr_size_count_t **out, size_t *n);
 /* Counts and bytes per innermost frame, in first-seen order. 0 or -ENOMEM. */
 int mr_stats_frames(const mr_stats_t *s, mr_frame_total_t **out, size_t *n);
+/* For captures with native stacks, besides mr_stats_alloc: one allocation of
+ * size bytes counted at its (python stack, native stack) pair, whose innermost
+ * hybrid frame a reader resolves once per pair. 0 or -ENOMEM. */
+int mr_stats_loc(mr_stats_t *s, uint64_t stack, uint64_t native, uint64_t generation,
+                 uint64_t size);
+/* The pairs counted by mr_stats_loc (tid and allocator 0), first-seen order. */
+int mr_stats_locs(const mr_stats_t *s, mr_count_row_t **rows, size_t *n);
 
 #endif

@@ -554,14 +554,17 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
     mr_stats_summary(st, &sum);
     mr_size_count_t *sizes = NULL;
     mr_frame_total_t *frames = NULL;
-    size_t n_sizes = 0, n_frames = 0;
-    PyObject *by_size = NULL, *by_alloc = NULL, *by_frame = NULL, *out = NULL;
-    if (mr_stats_sizes(st, &sizes, &n_sizes) < 0 || mr_stats_frames(st, &frames, &n_frames) < 0) {
+    mr_count_row_t *locs = NULL;
+    size_t n_sizes = 0, n_frames = 0, n_locs = 0;
+    PyObject *by_size = NULL, *by_alloc = NULL, *by_frame = NULL, *by_location = NULL;
+    PyObject *out = NULL;
+    if (mr_stats_sizes(st, &sizes, &n_sizes) < 0 || mr_stats_frames(st, &frames, &n_frames) < 0 ||
+        mr_stats_locs(st, &locs, &n_locs) < 0) {
         PyErr_NoMemory();
         goto done;
     }
     if ((by_size = PyDict_New()) == NULL || (by_alloc = PyDict_New()) == NULL ||
-        (by_frame = PyList_New(0)) == NULL)
+        (by_frame = PyList_New(0)) == NULL || (by_location = PyList_New(0)) == NULL)
         goto done;
     for (size_t i = 0; i < n_sizes; i++) {
         PyObject *k = PyLong_FromUnsignedLongLong(sizes[i].size);
@@ -593,21 +596,50 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         if (bad)
             goto done;
     }
+    /* Native captures: the innermost hybrid frame of each (python, native)
+     * stack pair, so an allocating C function is the location. */
+    for (size_t i = 0; i < n_locs; i++) {
+        const mr_count_row_t *l = &locs[i];
+        PyObject *loc = NULL;
+        if (l->key.native != 0) {
+            PyObject *stack = mr_py_resolved_stack(self->r, &self->sym, l->key.stack,
+                                                   l->key.native, l->generation, 1, 1, 0);
+            if (stack == NULL)
+                goto done;
+            if (PyList_GET_SIZE(stack) > 0) {
+                loc = PyList_GET_ITEM(stack, 0);
+                Py_INCREF(loc);
+            }
+            Py_DECREF(stack);
+        }
+        if (loc == NULL &&
+            (loc = mr_py_frame(self->r, &self->code,
+                               mr_reader_stack_top_frame(self->r, l->key.stack))) == NULL)
+            goto done;
+        PyObject *t = Py_BuildValue("(NKK)", loc, (unsigned long long)l->n,
+                                    (unsigned long long)l->bytes);
+        int bad = t == NULL || PyList_Append(by_location, t) < 0;
+        Py_XDECREF(t);
+        if (bad)
+            goto done;
+    }
     const mr_trailer_t *trailer = mr_reader_trailer(self->r);
     out = Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:O}", "total_allocations",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:O,s:O}", "total_allocations",
         (unsigned long long)sum.total_allocs, "total_bytes", (unsigned long long)sum.total_bytes,
         "peak", (unsigned long long)sum.peak, "n_allocations",
         (unsigned long long)mr_reader_count(self->r, MR_REC_ALLOC), "n_frames",
         (unsigned long long)mr_reader_count(self->r, MR_REC_FRAME), "end_ms",
         (unsigned long long)end_ms, "by_size", by_size, "by_allocator", by_alloc, "by_frame",
-        by_frame, "has_trailer", trailer ? Py_True : Py_False);
+        by_frame, "by_location", by_location, "has_trailer", trailer ? Py_True : Py_False);
 done:
     Py_XDECREF(by_size);
     Py_XDECREF(by_alloc);
     Py_XDECREF(by_frame);
+    Py_XDECREF(by_location);
     free(sizes);
     free(frames);
+    free(locs);
     mr_stats_destroy(st);
     return out;
 }

@@ -4,6 +4,7 @@ leaks, or of temporary allocations), merged into a tree."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import (
     add_results_argument,
@@ -44,6 +45,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             biggest_allocs=args.biggest_allocs,
             native=metadata.has_native_traces,
         )
+    if _interactive():
+        from memray.reporters.tree_tui import TreeApp
+
+        TreeApp(reporter).run()
+        return 0
     header = "Allocation metadata"
     print()
     print(f"{header}\n{'-' * len(header)}")
@@ -55,3 +61,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"{header}\n{'-' * len(header)}")
     reporter.render(use_rich=stdout_is_terminal())
     return 0
+
+
+def _interactive() -> bool:
+    """The textual view only with a person at both ends: stdin and stdout terminals."""
+    try:
+        return sys.stdout.isatty() and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -38,11 +38,20 @@ class Node:
 
 
 class TreeReporter:
-    def __init__(self, root: Node, total_size: int, total_allocations: int, shown: int) -> None:
+    def __init__(
+        self,
+        root: Node,
+        total_size: int,
+        total_allocations: int,
+        shown: int,
+        biggest_path: tuple[Frame, ...] = (),
+    ) -> None:
         self.root = root
         self.total_size = total_size
         self.total_allocations = total_allocations
         self.shown = shown
+        # Frames from the root to the node of the single biggest record.
+        self.biggest_path = biggest_path
 
     @classmethod
     def from_snapshot(
@@ -58,18 +67,25 @@ class TreeReporter:
 
         biggest = heapq.nlargest(biggest_allocs, counted(), key=lambda r: r.size)
         root = Node(None, totals[0], totals[1])
+        biggest_path: tuple[Frame, ...] = ()
         for record in biggest:
             node = root
+            path: list[Frame] = []
             stack = record.hybrid_stack_trace() if native else record.stack_trace()
             for frame in reversed(stack):
                 node = node.child(tuple(frame))
+                path.append(tuple(frame))
                 node.size += record.size
                 node.n_allocations += record.n_allocations
             if node is root:  # no Python frame at all
-                node = root.child(("<stack trace unavailable>", "", 0))
+                unavailable: Frame = ("<stack trace unavailable>", "", 0)
+                node = root.child(unavailable)
                 node.size += record.size
                 node.n_allocations += record.n_allocations
-        return cls(root, totals[0], totals[1], len(biggest))
+                path.append(unavailable)
+            if record is biggest[0]:
+                biggest_path = tuple(path)
+        return cls(root, totals[0], totals[1], len(biggest), biggest_path)
 
     def _label(self, node: Node) -> tuple[str, str]:
         """(size and share, where) for a node."""
