@@ -70,9 +70,13 @@ test-asan: deps venv
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  MEMRAY_TEST_ASAN=1 .venv-asan/bin/python -m pytest -q -p no:cacheprovider tests
 
+C_FORMAT_FILES = $(wildcard src/memray/_core/*.[ch] tests/c/*.[ch] tests/lib/*.c tests/lib/*.cpp)
+
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	@command -v clang-format >/dev/null || (apt-get install -y -qq clang-format >/dev/null)
+	clang-format --dry-run --Werror $(C_FORMAT_FILES)
 
 demo: build
 	rm -f demo.bin memray-flamegraph-demo.html

@@ -100,8 +100,8 @@ static inline void cb_thread(capbuf_t *b, cbstate_t *s, uint32_t tid)
     s->tid = tid;
 }
 
-static inline void cb_alloc(capbuf_t *b, cbstate_t *s, uint32_t tid, unsigned allocator, uint64_t addr,
-                     uint64_t size, uint64_t stack, uint64_t native)
+static inline void cb_alloc(capbuf_t *b, cbstate_t *s, uint32_t tid, unsigned allocator,
+                            uint64_t addr, uint64_t size, uint64_t stack, uint64_t native)
 {
     if (tid != s->tid)
         cb_thread(b, s, tid);
@@ -117,8 +117,8 @@ static inline void cb_alloc(capbuf_t *b, cbstate_t *s, uint32_t tid, unsigned al
     s->stack = stack;
 }
 
-static inline void cb_free(capbuf_t *b, cbstate_t *s, uint32_t tid, unsigned allocator, uint64_t addr,
-                    uint64_t len)
+static inline void cb_free(capbuf_t *b, cbstate_t *s, uint32_t tid, unsigned allocator,
+                           uint64_t addr, uint64_t len)
 {
     if (tid != s->tid)
         cb_thread(b, s, tid);
@@ -175,8 +175,8 @@ static inline void cb_memory(capbuf_t *b, uint64_t ms, uint64_t rss, int has_hea
         cb_uv(b, heap);
 }
 
-static inline void cb_agg(capbuf_t *b, uint32_t tid, unsigned allocator, uint64_t stack, uint64_t native,
-                   uint64_t pn, uint64_t pb, uint64_t ln, uint64_t lb)
+static inline void cb_agg(capbuf_t *b, uint32_t tid, unsigned allocator, uint64_t stack,
+                          uint64_t native, uint64_t pn, uint64_t pb, uint64_t ln, uint64_t lb)
 {
     cb_u8(b, MR_TAG(MR_REC_AGG, 0));
     uint64_t v[8] = {tid, allocator, stack, native, pn, pb, ln, lb};
@@ -184,7 +184,8 @@ static inline void cb_agg(capbuf_t *b, uint32_t tid, unsigned allocator, uint64_
         cb_uv(b, v[i]);
 }
 
-static inline void cb_trailer(capbuf_t *b, uint64_t ms, uint64_t total, uint64_t peak, uint64_t flags)
+static inline void cb_trailer(capbuf_t *b, uint64_t ms, uint64_t total, uint64_t peak,
+                              uint64_t flags)
 {
     cb_u8(b, MR_TAG(MR_REC_TRAILER, 0));
     cb_uv(b, ms);
@@ -227,7 +228,8 @@ static inline const char *cb_save(const capbuf_t *b, size_t n, const char *name)
 }
 
 /* The same bytes as one zstd frame; returns the compressed size. */
-static inline size_t cb_save_zstd(const capbuf_t *b, size_t n, const char *name, const char **path_out)
+static inline size_t cb_save_zstd(const capbuf_t *b, size_t n, const char *name,
+                                  const char **path_out)
 {
     size_t bound = ZSTD_compressBound(n);
     void *z = malloc(bound);

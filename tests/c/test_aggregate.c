@@ -285,7 +285,7 @@ static void test_temporal_hwm_exact(void)
     mr_thwm_alloc(t, &l1, 0xA, 100, 0);
     mr_thwm_alloc(t, &l2, 0xB, 50, 0); /* interval 0 peak: 150 */
     mr_thwm_free(t, 0xA, 0, 0);
-    mr_thwm_snapshot(t); /* interval 1 starts at 50 */
+    mr_thwm_snapshot(t);               /* interval 1 starts at 50 */
     mr_thwm_alloc(t, &l1, 0xC, 30, 0); /* 80: interval 1 peak */
     mr_thwm_free(t, 0xB, 0, 0);
     mr_thwm_snapshot(t); /* interval 2 starts at 30, its peak */
@@ -329,7 +329,7 @@ typedef struct model {
     uint64_t n[NLOC], bytes[NLOC];
     uint64_t heap, peak, peak_n[NLOC], peak_bytes[NLOC];
     int interval;
-    uint64_t ipeak, ip_n[NLOC], ip_b[NLOC];           /* current interval's peak */
+    uint64_t ipeak, ip_n[NLOC], ip_b[NLOC]; /* current interval's peak */
     uint64_t iv_n[MAXSNAP + 2][NLOC], iv_b[MAXSNAP + 2][NLOC], iv_peak[MAXSNAP + 2];
     /* lifetimes: [loc][a][d] with d = MAXSNAP+1 for never */
     uint64_t life_n[NLOC][MAXSNAP + 2][MAXSNAP + 2], life_b[NLOC][MAXSNAP + 2][MAXSNAP + 2];
@@ -378,7 +378,8 @@ static void model_alloc(model_t *m, int loc, uint64_t addr, uint64_t size)
     }
     model_release(m, addr, 0, 0);
     model_block_t *b = &m->blocks[m->n_blocks++];
-    *b = (model_block_t){.live = 1, .loc = loc, .interval = m->interval, .addr = addr, .size = size};
+    *b =
+        (model_block_t){.live = 1, .loc = loc, .interval = m->interval, .addr = addr, .size = size};
     m->n[loc]++;
     m->bytes[loc] += size;
     m->heap += size;
@@ -412,8 +413,10 @@ static void model_snapshot(model_t *m)
 
 static mr_loc_key_t loc_key(int loc)
 {
-    return (mr_loc_key_t){.tid = (uint32_t)(loc % 2), .allocator = loc == 5 ? MR_MMAP : MR_MALLOC,
-                          .stack = (uint64_t)loc + 1, .native = (uint64_t)(loc % 3)};
+    return (mr_loc_key_t){.tid = (uint32_t)(loc % 2),
+                          .allocator = loc == 5 ? MR_MMAP : MR_MALLOC,
+                          .stack = (uint64_t)loc + 1,
+                          .native = (uint64_t)(loc % 3)};
 }
 
 static int loc_of_key(const mr_loc_key_t *k)
@@ -502,9 +505,9 @@ static void test_random_against_model(void)
                     if (!m->life_n[loc][a][d] && !m->life_b[loc][a][d])
                         continue;
                     uint64_t dd = d == MAXSNAP + 1 ? MR_NEVER : (uint64_t)d;
-                    if (k >= n || loc_of_key(&ir[k].key) != loc || ir[k].allocated_before != (uint64_t)a ||
-                        ir[k].deallocated_before != dd || ir[k].n != m->life_n[loc][a][d] ||
-                        ir[k].bytes != m->life_b[loc][a][d])
+                    if (k >= n || loc_of_key(&ir[k].key) != loc ||
+                        ir[k].allocated_before != (uint64_t)a || ir[k].deallocated_before != dd ||
+                        ir[k].n != m->life_n[loc][a][d] || ir[k].bytes != m->life_b[loc][a][d])
                         life_ok = 0;
                     k++;
                 }

@@ -62,14 +62,14 @@ static void build_full(capbuf_t *b)
     cb_uv(b, 0x7f0000001000);
     cb_uv(b, 0x7f0000200000);
     cb_uv(b, 0);
-    cb_code(b, "outer", "a.py", 1);          /* code 1 */
-    cb_code(b, "inner", "b.py", 10);         /* code 2 */
-    cb_frame(b, 1, 5);                       /* frame 1 */
-    cb_frame(b, 2, 12);                      /* frame 2 */
-    cb_node(b, 0, 1, 1);                     /* node 1: outer:5 (entry) */
-    cb_node(b, 1, 2, 0);                     /* node 2: inner:12 <- outer:5 */
-    cb_native_node(b, 0, 0x400100);          /* native 1 */
-    cb_native_node(b, 1, 0x7f0000001234);    /* native 2 */
+    cb_code(b, "outer", "a.py", 1);       /* code 1 */
+    cb_code(b, "inner", "b.py", 10);      /* code 2 */
+    cb_frame(b, 1, 5);                    /* frame 1 */
+    cb_frame(b, 2, 12);                   /* frame 2 */
+    cb_node(b, 0, 1, 1);                  /* node 1: outer:5 (entry) */
+    cb_node(b, 1, 2, 0);                  /* node 2: inner:12 <- outer:5 */
+    cb_native_node(b, 0, 0x400100);       /* native 1 */
+    cb_native_node(b, 1, 0x7f0000001234); /* native 2 */
     cb_thread_name(b, 7, "MainThread");
     cb_alloc(b, &s, 7, MR_MALLOC, 0x1000, 100, 2, 2);
     cb_alloc(b, &s, 7, MR_PYMALLOC_MALLOC, 0x0800, 24, 1, 1);
@@ -119,11 +119,12 @@ static void test_every_record_raw(void)
     mr_reader_set_raw(r, 1);
     mr_event_t ev;
     static const unsigned expect[] = {
-        MR_REC_MAPPINGS, MR_REC_CODE,  MR_REC_CODE,        MR_REC_FRAME,  MR_REC_FRAME,
-        MR_REC_NODE,     MR_REC_NODE,  MR_REC_NATIVE_NODE, MR_REC_NATIVE_NODE,
-        MR_REC_THREAD_NAME, MR_REC_THREAD, MR_REC_ALLOC,   MR_REC_ALLOC,  MR_REC_MEMORY,
-        MR_REC_THREAD_NAME, MR_REC_THREAD, MR_REC_ALLOC,   MR_REC_FREE,   MR_REC_THREAD,
-        MR_REC_FREE,     MR_REC_THREAD_NAME, MR_REC_MEMORY, MR_REC_AGG,   MR_REC_TRAILER,
+        MR_REC_MAPPINGS,    MR_REC_CODE,        MR_REC_CODE,        MR_REC_FRAME,
+        MR_REC_FRAME,       MR_REC_NODE,        MR_REC_NODE,        MR_REC_NATIVE_NODE,
+        MR_REC_NATIVE_NODE, MR_REC_THREAD_NAME, MR_REC_THREAD,      MR_REC_ALLOC,
+        MR_REC_ALLOC,       MR_REC_MEMORY,      MR_REC_THREAD_NAME, MR_REC_THREAD,
+        MR_REC_ALLOC,       MR_REC_FREE,        MR_REC_THREAD,      MR_REC_FREE,
+        MR_REC_THREAD_NAME, MR_REC_MEMORY,      MR_REC_AGG,         MR_REC_TRAILER,
     };
     size_t n = 0;
     int rc;
@@ -844,8 +845,9 @@ static void test_format_escapes_strings(void)
     char *text = dump_all(r, &rc);
     CHECK_EQ(rc, 0);
     CHECK(strstr(text, "command_line=\"run \\\"x\\\"\"") != NULL);
-    CHECK(strstr(text, "\nCODE id=1 function=\"evil\\x0aALLOC\" file=\"f\\\\.py\" first_line=1\n") !=
-          NULL);
+    CHECK(
+        strstr(text, "\nCODE id=1 function=\"evil\\x0aALLOC\" file=\"f\\\\.py\" first_line=1\n") !=
+        NULL);
     CHECK(strstr(text, "\nALLOC tid=3 allocator=calloc address=0xabc size=32 stack=0\n") != NULL);
     CHECK(strstr(text, "\nFREE tid=3 allocator=munmap address=0xabc length=4096") != NULL);
     free(text);

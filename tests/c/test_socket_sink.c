@@ -177,8 +177,11 @@ static int open_live_pair(live_pair_t *p, uint16_t flags)
         return -1;
     if (mr_sink_socket_accept(p->lfd, 2000, &p->sink) < 0)
         return -1;
-    mr_header_info_t info = {.flags = flags, .pid = 4242, .main_tid = 4242,
-                             .command_line = "prog.py --flag", .command_line_len = 14,
+    mr_header_info_t info = {.flags = flags,
+                             .pid = 4242,
+                             .main_tid = 4242,
+                             .command_line = "prog.py --flag",
+                             .command_line_len = 14,
                              .interval_ms = 10};
     if (mr_writer_init(&p->w, p->sink, &info) < 0)
         return -1;

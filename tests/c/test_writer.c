@@ -32,9 +32,15 @@ static void write_sample(const char *path, int buffered)
     mr_sink_t *sink;
     CHECK_EQ(mr_sink_open_file(path, 0, buffered, &sink), 0);
     mr_writer_t w;
-    mr_header_info_t info = {.flags = 0, .python_allocator = MR_PYALLOC_PYMALLOC, .pid = 0x1234,
-                             .main_tid = 0x1235, .start_ms = 1000, .py_hexversion = 0x030B07F0,
-                             .interval_ms = 10, .command_line = "py x", .command_line_len = 4};
+    mr_header_info_t info = {.flags = 0,
+                             .python_allocator = MR_PYALLOC_PYMALLOC,
+                             .pid = 0x1234,
+                             .main_tid = 0x1235,
+                             .start_ms = 1000,
+                             .py_hexversion = 0x030B07F0,
+                             .interval_ms = 10,
+                             .command_line = "py x",
+                             .command_line_len = 4};
     CHECK_EQ(mr_writer_init(&w, sink, &info), 0);
     uint64_t code, frame, node;
     CHECK_EQ(mr_writer_code(&w, "f", 1, "a.py", 4, 3, &code), 0);
@@ -54,18 +60,18 @@ static void write_sample(const char *path, int buffered)
 }
 
 static const uint8_t expected_records[] = {
-    0x04, 1, 'f', 4, 'a', '.', 'p', 'y', 3, /* CODE f a.py:3 -> 1 */
-    0x05, 1, 7,                             /* FRAME code 1 line 7 -> 1 */
-    0x16, 0, 1,                             /* NODE root, frame 1, entry -> 1 */
-    0x03, 5,                                /* THREAD 5 */
-    0x61, 0x80, 0x40, 0xac, 0x02, 0x02,     /* ALLOC malloc +0x1000 300 stack +1 */
-    0x81, 0x1f, 16, 0,                      /* ALLOC calloc -0x10 16 stack +0 */
-    0x03, 6,                                /* THREAD 6 */
-    0x52, 0x20,                             /* FREE +0x10 */
-    0xf2, 0x80, 0x40, 0x80, 0x20,           /* MUNMAP +0x1000 len 4096 */
-    0x07, 6, 2, 'w', '1',                   /* THREAD_NAME 6 w1 */
-    0x08, 12, 0x80, 0x20,                   /* MEMORY 12 ms rss 4096 */
-    0x0c, 20, 2, 0, 0,                      /* TRAILER */
+    0x04, 1,    'f',  4,    'a',  '.',  'p', 'y', 3, /* CODE f a.py:3 -> 1 */
+    0x05, 1,    7,                                   /* FRAME code 1 line 7 -> 1 */
+    0x16, 0,    1,                                   /* NODE root, frame 1, entry -> 1 */
+    0x03, 5,                                         /* THREAD 5 */
+    0x61, 0x80, 0x40, 0xac, 0x02, 0x02,              /* ALLOC malloc +0x1000 300 stack +1 */
+    0x81, 0x1f, 16,   0,                             /* ALLOC calloc -0x10 16 stack +0 */
+    0x03, 6,                                         /* THREAD 6 */
+    0x52, 0x20,                                      /* FREE +0x10 */
+    0xf2, 0x80, 0x40, 0x80, 0x20,                    /* MUNMAP +0x1000 len 4096 */
+    0x07, 6,    2,    'w',  '1',                     /* THREAD_NAME 6 w1 */
+    0x08, 12,   0x80, 0x20,                          /* MEMORY 12 ms rss 4096 */
+    0x0c, 20,   2,    0,    0,                       /* TRAILER */
 };
 
 static void check_sample(const char *path)

@@ -1,7 +1,8 @@
 // nativelib_cxx.cpp: C++ code in a namespace, for demangling tests.
 #include <cstdlib>
 
-namespace memtest {
+namespace memtest
+{
 struct Pool {
     __attribute__((noinline)) static void *grab(std::size_t size)
     {

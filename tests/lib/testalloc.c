@@ -10,27 +10,54 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-void *ta_malloc(size_t size) { return malloc(size); }
-void *ta_calloc(size_t n, size_t size) { return calloc(n, size); }
-void *ta_realloc(void *p, size_t size) { return realloc(p, size); }
-void ta_free(void *p) { free(p); }
+void *ta_malloc(size_t size)
+{
+    return malloc(size);
+}
+void *ta_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+void *ta_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+void ta_free(void *p)
+{
+    free(p);
+}
 
 void *ta_posix_memalign(size_t align, size_t size)
 {
     void *p = NULL;
     return posix_memalign(&p, align, size) == 0 ? p : NULL;
 }
-void *ta_aligned_alloc(size_t align, size_t size) { return aligned_alloc(align, size); }
-void *ta_memalign(size_t align, size_t size) { return memalign(align, size); }
-void *ta_valloc(size_t size) { return valloc(size); }
-void *ta_pvalloc(size_t size) { return pvalloc(size); }
+void *ta_aligned_alloc(size_t align, size_t size)
+{
+    return aligned_alloc(align, size);
+}
+void *ta_memalign(size_t align, size_t size)
+{
+    return memalign(align, size);
+}
+void *ta_valloc(size_t size)
+{
+    return valloc(size);
+}
+void *ta_pvalloc(size_t size)
+{
+    return pvalloc(size);
+}
 
 void *ta_mmap(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
-int ta_munmap(void *p, size_t size) { return munmap(p, size); }
+int ta_munmap(void *p, size_t size)
+{
+    return munmap(p, size);
+}
 
 /* A native thread that names itself through prctl, allocates size bytes and
  * frees free_size of them (0: leaks everything). */

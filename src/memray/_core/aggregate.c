@@ -37,7 +37,7 @@ static inline int key_eq(const mr_loc_key_t *a, const mr_loc_key_t *b)
 static inline uint64_t key_hash(const mr_loc_key_t *k)
 {
     return mr_hash64(k->stack * 0x9E3779B97F4A7C15ull ^ k->native * 0xC2B2AE3D27D4EB4Full ^
-                 ((uint64_t)k->tid << 8 | k->allocator));
+                     ((uint64_t)k->tid << 8 | k->allocator));
 }
 
 static void loctab_init(loctab_t *t, size_t elem)
@@ -590,7 +590,7 @@ int mr_tmp_alloc(mr_tmp_t *t, uint32_t tid, const mr_loc_key_t *key, uint64_t ad
         return -ENOMEM;
     if (ring->pushed < t->depth && ring->pushed >= ring->cap &&
         mr_grow_array((void **)&ring->slots, &ring->cap, (size_t)ring->pushed + 1,
-                   sizeof *ring->slots) < 0)
+                      sizeof *ring->slots) < 0)
         return -ENOMEM;
     if (loctab_get(&t->locs, key, &idx, &created) < 0)
         return -ENOMEM;
@@ -631,8 +631,8 @@ int mr_tmp_rows(mr_tmp_t *t, mr_count_row_t **rows, size_t *n)
     for (size_t i = 0; i < t->locs.n; i++) {
         const tmp_loc_t *l = LOC(&t->locs, i, tmp_loc_t);
         if (l->n > 0)
-            out[k++] = (mr_count_row_t){.key = l->key, .generation = l->generation, .n = l->n,
-                                        .bytes = l->bytes};
+            out[k++] = (mr_count_row_t){
+                .key = l->key, .generation = l->generation, .n = l->n, .bytes = l->bytes};
     }
     *rows = out;
     *n = k;
@@ -727,8 +727,8 @@ int mr_life_alloc(mr_life_t *l, const mr_loc_key_t *key, uint64_t addr, uint64_t
     LOC(&l->locs, idx, life_loc_t)->generation = generation;
     released_t rel;
     if (livetab_release(&l->live, addr, 0, 0, &rel) && rel.tag != l->interval &&
-        hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel.loc, rel.tag,
-                 l->interval, 1, rel.bytes) < 0)
+        hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel.loc, rel.tag, l->interval,
+                 1, rel.bytes) < 0)
         return -ENOMEM;
     livetab_insert(&l->live, addr, size, idx, l->interval);
     return 0;
@@ -981,7 +981,8 @@ int mr_thwm_snapshot(mr_thwm_t *t)
         return 0; /* intervals saturate; the caller strides long before */
     if (t->k >= t->cap_k) {
         size_t cap = t->cap_k;
-        if (mr_grow_array((void **)&t->peak_epoch, &cap, (size_t)t->k + 1, sizeof *t->peak_epoch) < 0)
+        if (mr_grow_array((void **)&t->peak_epoch, &cap, (size_t)t->k + 1, sizeof *t->peak_epoch) <
+            0)
             return -ENOMEM;
         cap = t->cap_k;
         if (mr_grow_array((void **)&t->hwm, &cap, (size_t)t->k + 1, sizeof *t->hwm) < 0)
@@ -996,8 +997,7 @@ int mr_thwm_snapshot(mr_thwm_t *t)
     return 0;
 }
 
-int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **hwm,
-                 size_t *n_hwm)
+int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **hwm, size_t *n_hwm)
 {
     *hwm = malloc(((size_t)t->k + 1) * sizeof **hwm);
     if (*hwm == NULL)
@@ -1026,14 +1026,14 @@ int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **h
         if (l->epoch != t->epoch && l->next_k < t->k) {
             uint32_t kk = l->next_k;
             int saved = t->peak_epoch[kk] == l->epoch;
-            extra[n_extra++] = (thwm_run_t){saved ? l->sn : l->n, saved ? l->sbytes : l->bytes, kk,
-                                            NONE32};
+            extra[n_extra++] =
+                (thwm_run_t){saved ? l->sn : l->n, saved ? l->sbytes : l->bytes, kk, NONE32};
             if (kk + 1 < t->k)
                 extra[n_extra++] = (thwm_run_t){l->n, l->bytes, kk + 1, NONE32};
         }
         int saved = l->epoch == t->epoch;
-        extra[n_extra++] = (thwm_run_t){saved ? l->sn : l->n, saved ? l->sbytes : l->bytes, t->k,
-                                        NONE32};
+        extra[n_extra++] =
+            (thwm_run_t){saved ? l->sn : l->n, saved ? l->sbytes : l->bytes, t->k, NONE32};
         extra[n_extra++] = (thwm_run_t){l->n, l->bytes, t->k + 1, NONE32};
 
         /* Walk stored then extra change points, dropping repeats; each
@@ -1060,9 +1060,11 @@ int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **h
             cur_b = run->bytes;
             if (cur_n || cur_b) {
                 open = k;
-                out[k++] = (mr_interval_row_t){.key = l->key, .generation = l->generation,
+                out[k++] = (mr_interval_row_t){.key = l->key,
+                                               .generation = l->generation,
                                                .allocated_before = run->k,
-                                               .deallocated_before = MR_NEVER, .n = cur_n,
+                                               .deallocated_before = MR_NEVER,
+                                               .n = cur_n,
                                                .bytes = cur_b};
             }
         }
@@ -1113,8 +1115,7 @@ void mr_stats_destroy(mr_stats_t *s)
     free(s);
 }
 
-int mr_stats_loc(mr_stats_t *s, uint64_t stack, uint64_t native, uint64_t generation,
-                 uint64_t size)
+int mr_stats_loc(mr_stats_t *s, uint64_t stack, uint64_t native, uint64_t generation, uint64_t size)
 {
     mr_loc_key_t key = {.stack = stack, .native = native};
     uint32_t idx;
@@ -1135,16 +1136,15 @@ int mr_stats_locs(const mr_stats_t *s, mr_count_row_t **rows, size_t *n)
         return -ENOMEM;
     for (size_t i = 0; i < s->locs.n; i++) {
         const stats_loc_t *l = LOC(&s->locs, i, stats_loc_t);
-        out[i] = (mr_count_row_t){.key = l->key, .generation = l->generation, .n = l->n,
-                                  .bytes = l->bytes};
+        out[i] = (mr_count_row_t){
+            .key = l->key, .generation = l->generation, .n = l->n, .bytes = l->bytes};
     }
     *rows = out;
     *n = s->locs.n;
     return 0;
 }
 
-int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size,
-                   uint64_t frame)
+int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size, uint64_t frame)
 {
     int created;
     if (livetab_reserve(&s->live) < 0 ||

@@ -139,16 +139,15 @@ int mr_thwm_snapshot(mr_thwm_t *t);
 void mr_thwm_prefetch(const mr_thwm_t *t, uint64_t addr);
 /* rows as above, grouped by location, runs in order; hwm: the peak heap of
  * every interval (snapshots + 1 entries). Both malloc'd. 0 or -ENOMEM. */
-int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **hwm,
-                 size_t *n_hwm);
+int mr_thwm_rows(mr_thwm_t *t, mr_interval_row_t **rows, size_t *n, uint64_t **hwm, size_t *n_hwm);
 
 /* The numbers behind `memray stats`. */
 typedef struct mr_stats mr_stats_t;
 typedef struct mr_stats_summary {
-    uint64_t total_allocs;        /* allocation events */
-    uint64_t total_bytes;         /* bytes they requested */
-    uint64_t peak;                /* highest heap */
-    uint64_t by_allocator[16];    /* allocation events per enum mr_allocator */
+    uint64_t total_allocs;     /* allocation events */
+    uint64_t total_bytes;      /* bytes they requested */
+    uint64_t peak;             /* highest heap */
+    uint64_t by_allocator[16]; /* allocation events per enum mr_allocator */
 } mr_stats_summary_t;
 typedef struct mr_size_count {
     uint64_t size, count;
@@ -160,8 +159,7 @@ typedef struct mr_frame_total {
 int mr_stats_new(mr_stats_t **out);
 void mr_stats_destroy(mr_stats_t *s);
 /* frame: the innermost Python FRAME id. 0 or -ENOMEM. */
-int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size,
-                   uint64_t frame);
+int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size, uint64_t frame);
 void mr_stats_free(mr_stats_t *s, uint64_t addr, uint64_t len, int is_munmap);
 void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr);
 void mr_stats_summary(const mr_stats_t *s, mr_stats_summary_t *out);

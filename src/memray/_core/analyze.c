@@ -34,8 +34,7 @@ static int run_pass(mr_reader_t *r, const mr_progress_t *p, event_fn fn, prefetc
         }
         for (int i = 0; i < n; i++) {
             const mr_event_t *ev = &batch[i];
-            if ((ev->type == MR_REC_ALLOC || ev->type == MR_REC_FREE) &&
-                ++events == next_report) {
+            if ((ev->type == MR_REC_ALLOC || ev->type == MR_REC_FREE) && ++events == next_report) {
                 next_report += MR_PROGRESS_EVERY;
                 int prc;
                 if (p != NULL && p->fn != NULL && (prc = p->fn(p->ctx, events)) != 0)
@@ -96,7 +95,7 @@ static int scan_event(void *vctx, const mr_event_t *ev)
         return 0;
     case MR_REC_MEMORY:
         if (mr_grow_array((void **)&s->snapshots, &c->cap_snapshots, s->n_snapshots + 1,
-                 sizeof *s->snapshots) < 0)
+                          sizeof *s->snapshots) < 0)
             return -ENOMEM;
         s->snapshots[s->n_snapshots++] = (mr_snapshot_t){
             .ms = c->hdr->start_ms + ev->ms,
@@ -108,10 +107,12 @@ static int scan_event(void *vctx, const mr_event_t *ev)
         return 0;
     case MR_REC_AGG:
         if (mr_grow_array((void **)&c->agg_rows, &c->cap_agg_rows, c->n_agg_rows + 1,
-                 sizeof *c->agg_rows) < 0)
+                          sizeof *c->agg_rows) < 0)
             return -ENOMEM;
         c->agg_rows[c->n_agg_rows++] = (mr_agg_row_t){
-            .key = {.tid = ev->tid, .allocator = ev->allocator, .stack = ev->stack,
+            .key = {.tid = ev->tid,
+                    .allocator = ev->allocator,
+                    .stack = ev->stack,
                     .native = ev->native},
             .peak_n = ev->peak_n,
             .peak_bytes = ev->peak_bytes,

@@ -31,17 +31,17 @@ typedef struct mr_snapshot {
 /* What a first pass learns: the metadata, every memory snapshot, and the
  * per-location high water mark and leaks with threads kept apart. */
 typedef struct mr_scan {
-    uint64_t n_allocs;      /* ALLOC records */
-    uint64_t n_frees;       /* FREE records */
-    uint64_t n_frames;      /* FRAME records */
-    uint64_t peak;          /* highest heap: computed, or from an aggregated capture */
-    uint64_t end_ms;        /* unix ms: the trailer's, else the last snapshot's, else start */
-    mr_end_t end;           /* how the data ended */
+    uint64_t n_allocs; /* ALLOC records */
+    uint64_t n_frees;  /* FREE records */
+    uint64_t n_frames; /* FRAME records */
+    uint64_t peak;     /* highest heap: computed, or from an aggregated capture */
+    uint64_t end_ms;   /* unix ms: the trailer's, else the last snapshot's, else start */
+    mr_end_t end;      /* how the data ended */
     int has_trailer;
     mr_trailer_t trailer;
     mr_snapshot_t *snapshots; /* every MEMORY record, in order */
     size_t n_snapshots;
-    mr_agg_row_t *rows;     /* from the events, or the AGG records of an aggregated capture */
+    mr_agg_row_t *rows; /* from the events, or the AGG records of an aggregated capture */
     size_t n_rows;
 } mr_scan_t;
 

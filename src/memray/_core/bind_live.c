@@ -15,11 +15,10 @@
 #include "symbolize.h"
 
 typedef struct live_object {
-    PyObject_HEAD
-    mr_live_t *live;       /* NULL if opening failed */
-    PyObject *name;        /* str "host:port", for messages */
-    mr_symbolizer_t *sym;  /* created on the first native stack request; lock */
-    mr_pystrings_t code;   /* code names and files, made on first use (GIL) */
+    PyObject_HEAD mr_live_t *live; /* NULL if opening failed */
+    PyObject *name;                /* str "host:port", for messages */
+    mr_symbolizer_t *sym;          /* created on the first native stack request; lock */
+    mr_pystrings_t code;           /* code names and files, made on first use (GIL) */
 } live_object_t;
 
 /* Takes the live lock without the GIL: a thread holding the lock may wait
@@ -27,8 +26,7 @@ typedef struct live_object {
  * for the lock while holding the GIL could deadlock. */
 static void lock_live(live_object_t *self)
 {
-    Py_BEGIN_ALLOW_THREADS
-    mr_live_lock(self->live);
+    Py_BEGIN_ALLOW_THREADS mr_live_lock(self->live);
     Py_END_ALLOW_THREADS
 }
 
@@ -69,18 +67,16 @@ static PyObject *live_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto fail;
     int fd = -1, rc;
     char err[MR_READER_ERRLEN] = "";
-    Py_BEGIN_ALLOW_THREADS
-    rc = mr_live_connect(host, port, timeout_ms, &fd);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
+    Py_BEGIN_ALLOW_THREADS rc = mr_live_connect(host, port, timeout_ms, &fd);
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
         snprintf(err, sizeof err, "cannot connect: %s", strerror(-rc));
         set_live_error(self->name, rc, err);
         goto fail;
     }
-    Py_BEGIN_ALLOW_THREADS
-    rc = mr_live_open(&self->live, fd, timeout_ms, err, sizeof err);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
+    Py_BEGIN_ALLOW_THREADS rc = mr_live_open(&self->live, fd, timeout_ms, err, sizeof err);
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
         self->live = NULL;
         set_live_error(self->name, rc, err);
         goto fail;
@@ -94,8 +90,7 @@ fail:
 static void live_dealloc(live_object_t *self)
 {
     if (self->live != NULL) {
-        Py_BEGIN_ALLOW_THREADS
-        mr_live_destroy(self->live);
+        Py_BEGIN_ALLOW_THREADS mr_live_destroy(self->live);
         Py_END_ALLOW_THREADS
     }
     mr_sym_destroy(self->sym);
@@ -107,25 +102,21 @@ static void live_dealloc(live_object_t *self)
 static PyObject *live_close(live_object_t *self, PyObject *unused)
 {
     (void)unused;
-    Py_BEGIN_ALLOW_THREADS
-    mr_live_close(self->live);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS mr_live_close(self->live);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 static PyObject *live_header(live_object_t *self, void *closure)
 {
     (void)closure;
     const mr_header_t *h = mr_live_header(self->live);
-    return Py_BuildValue("{s:k,s:k,s:K,s:k,s:I,s:N,s:O,s:O}", "pid", (unsigned long)h->pid,
-                         "main_tid", (unsigned long)h->main_tid, "start_ms",
-                         (unsigned long long)h->start_ms, "interval_ms",
-                         (unsigned long)h->interval_ms, "python_allocator",
-                         (unsigned)h->python_allocator, "command_line",
-                         mr_pystr(h->command_line, (Py_ssize_t)h->command_line_len), "native",
-                         (h->flags & MR_FLAG_NATIVE) ? Py_True : Py_False,
-                         "trace_python_allocators",
-                         (h->flags & MR_FLAG_PYALLOC) ? Py_True : Py_False);
+    return Py_BuildValue(
+        "{s:k,s:k,s:K,s:k,s:I,s:N,s:O,s:O}", "pid", (unsigned long)h->pid, "main_tid",
+        (unsigned long)h->main_tid, "start_ms", (unsigned long long)h->start_ms, "interval_ms",
+        (unsigned long)h->interval_ms, "python_allocator", (unsigned)h->python_allocator,
+        "command_line", mr_pystr(h->command_line, (Py_ssize_t)h->command_line_len), "native",
+        (h->flags & MR_FLAG_NATIVE) ? Py_True : Py_False, "trace_python_allocators",
+        (h->flags & MR_FLAG_PYALLOC) ? Py_True : Py_False);
 }
 
 static const char *end_name(mr_end_t end)
@@ -162,10 +153,9 @@ static PyObject *live_status(live_object_t *self, PyObject *unused)
     }
     return Py_BuildValue("{s:O,s:s,s:N,s:K,s:K,s:K,s:K,s:K,s:K}", "active",
                          st.active ? Py_True : Py_False, "end", end_name(st.end), "error", error,
-                         "heap", (unsigned long long)st.heap, "peak",
-                         (unsigned long long)st.peak, "rss", (unsigned long long)st.rss, "ms",
-                         (unsigned long long)st.ms, "n_allocations",
-                         (unsigned long long)st.n_allocs, "n_frees",
+                         "heap", (unsigned long long)st.heap, "peak", (unsigned long long)st.peak,
+                         "rss", (unsigned long long)st.rss, "ms", (unsigned long long)st.ms,
+                         "n_allocations", (unsigned long long)st.n_allocs, "n_frees",
                          (unsigned long long)st.n_frees);
 }
 
@@ -188,13 +178,11 @@ static PyObject *live_snapshot(live_object_t *self, PyObject *args, PyObject *kw
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {
         const mr_agg_row_t *row = &rows[i];
-        PyObject *t = Py_BuildValue("(LIKKKKK)", merge ? -1LL : (long long)row->key.tid,
-                                    (unsigned)row->key.allocator,
-                                    (unsigned long long)row->leak_bytes,
-                                    (unsigned long long)row->leak_n,
-                                    (unsigned long long)row->key.stack,
-                                    (unsigned long long)row->key.native,
-                                    (unsigned long long)row->generation);
+        PyObject *t =
+            Py_BuildValue("(LIKKKKK)", merge ? -1LL : (long long)row->key.tid,
+                          (unsigned)row->key.allocator, (unsigned long long)row->leak_bytes,
+                          (unsigned long long)row->leak_n, (unsigned long long)row->key.stack,
+                          (unsigned long long)row->key.native, (unsigned long long)row->generation);
         if (t == NULL)
             Py_CLEAR(list);
         else
@@ -232,9 +220,9 @@ static PyObject *resolved_stack(live_object_t *self, PyObject *args, int hybrid)
     const mr_reader_t *r = mr_live_reader_locked(self->live);
     /* Symbolizing may read debug information from disk: without the GIL;
      * the live lock keeps the tables still meanwhile. */
-    PyObject *list = native == 0 ? mr_py_stack(r, &self->code, node, max)
-                                 : mr_py_resolved_stack(r, &self->sym, node, native, generation,
-                                                        max, hybrid, 1);
+    PyObject *list =
+        native == 0 ? mr_py_stack(r, &self->code, node, max)
+                    : mr_py_resolved_stack(r, &self->sym, node, native, generation, max, hybrid, 1);
     mr_live_unlock(self->live);
     return list;
 }
@@ -257,8 +245,8 @@ static PyObject *live_thread_name(live_object_t *self, PyObject *args)
     PyObject *out = NULL;
     lock_live(self);
     size_t len;
-    const char *name = mr_reader_thread_name(mr_live_reader_locked(self->live), (uint32_t)tid,
-                                             &len);
+    const char *name =
+        mr_reader_thread_name(mr_live_reader_locked(self->live), (uint32_t)tid, &len);
     if (name == NULL)
         out = Py_NewRef(Py_None);
     else

@@ -21,25 +21,23 @@
 /* ---- CapturePass -------------------------------------------------------- */
 
 typedef struct pass_object {
-    PyObject_HEAD
-    mr_reader_t *r;          /* the decoder and its tables, which outlive the file */
-    PyObject *name;          /* str: the capture's name in error messages */
-    int used;                /* a pass ran or is running: each reader reads once */
-    int running;             /* a pass runs without the GIL: tables are changing */
-    int scanned;             /* scan() completed: rows are valid */
-    int source_open;         /* the file is still open */
-    mr_agg_row_t *rows;      /* after scan(): per location, threads apart */
+    PyObject_HEAD mr_reader_t *r; /* the decoder and its tables, which outlive the file */
+    PyObject *name;               /* str: the capture's name in error messages */
+    int used;                     /* a pass ran or is running: each reader reads once */
+    int running;                  /* a pass runs without the GIL: tables are changing */
+    int scanned;                  /* scan() completed: rows are valid */
+    int source_open;              /* the file is still open */
+    mr_agg_row_t *rows;           /* after scan(): per location, threads apart */
     size_t n_rows;
-    mr_symbolizer_t *sym;    /* created on the first native stack request */
-    mr_pystrings_t code;     /* code names and files, created on first use */
+    mr_symbolizer_t *sym; /* created on the first native stack request */
+    mr_pystrings_t code;  /* code names and files, created on first use */
 } pass_object_t;
 
 static PyTypeObject PassType;
 
 typedef struct record_object {
-    PyObject_HEAD
-    pass_object_t *pass; /* owner of the tables the ids refer to; may be NULL */
-    long long tid;       /* -1 when threads were merged */
+    PyObject_HEAD pass_object_t *pass; /* owner of the tables the ids refer to; may be NULL */
+    long long tid;                     /* -1 when threads were merged */
     unsigned long long address, size, n_allocations, stack_id, native_stack_id, generation;
     unsigned int allocator;
 } record_object_t;
@@ -86,8 +84,8 @@ static void set_reader_error(PyObject *name, int rc, const char *msg)
     }
     if (rc == MR_ERR_EMPTY || rc == MR_ERR_NOT_CAPTURE || rc == MR_ERR_NEWER ||
         rc == MR_ERR_CORRUPT) {
-        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "N",
-                                              PyUnicode_FromFormat("%U: %s", name, msg));
+        PyObject *exc =
+            PyObject_CallFunction(PyExc_OSError, "N", PyUnicode_FromFormat("%U: %s", name, msg));
         if (exc == NULL)
             return;
         PyObject *no = PyLong_FromLong(-rc);
@@ -334,12 +332,11 @@ static PyObject *pass_scan(pass_object_t *self, PyObject *args, PyObject *kwds)
     }
     PyObject *out = NULL;
     if (snaps != NULL && trailer != NULL)
-        out = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:s,s:N,s:N}", "n_allocations",
-                            (unsigned long long)s.n_allocs, "n_frees",
-                            (unsigned long long)s.n_frees, "n_frames",
-                            (unsigned long long)s.n_frames, "peak", (unsigned long long)s.peak,
-                            "end_ms", (unsigned long long)s.end_ms, "end", end_name(s.end),
-                            "trailer", trailer, "snapshots", snaps);
+        out = Py_BuildValue(
+            "{s:K,s:K,s:K,s:K,s:K,s:s,s:N,s:N}", "n_allocations", (unsigned long long)s.n_allocs,
+            "n_frees", (unsigned long long)s.n_frees, "n_frames", (unsigned long long)s.n_frames,
+            "peak", (unsigned long long)s.peak, "end_ms", (unsigned long long)s.end_ms, "end",
+            end_name(s.end), "trailer", trailer, "snapshots", snaps);
     else {
         Py_XDECREF(snaps);
         Py_XDECREF(trailer);
@@ -433,17 +430,16 @@ static PyObject *pass_temporary_records(pass_object_t *self, PyObject *args, PyO
 
 /* [(location record, [(allocated_before, deallocated_before or None, n, bytes), ...]), ...]:
  * rows come grouped by location. */
-static PyObject *interval_rows_to_list(pass_object_t *self, const mr_interval_row_t *rows,
-                                       size_t n, int merge)
+static PyObject *interval_rows_to_list(pass_object_t *self, const mr_interval_row_t *rows, size_t n,
+                                       int merge)
 {
     PyObject *out = PyList_New(0), *intervals = NULL;
     for (size_t i = 0; out != NULL && i < n; i++) {
         const mr_interval_row_t *row = &rows[i];
         int new_loc = i == 0 || memcmp(&row->key, &rows[i - 1].key, sizeof row->key) != 0;
         if (new_loc) {
-            PyObject *rec = make_record(self, tid_of(row->key.tid, merge), 0, 0,
-                                        row->key.allocator, 0, row->key.stack, row->key.native,
-                                        row->generation);
+            PyObject *rec = make_record(self, tid_of(row->key.tid, merge), 0, 0, row->key.allocator,
+                                        0, row->key.stack, row->key.native, row->generation);
             intervals = PyList_New(0);
             PyObject *pair = (rec && intervals) ? PyTuple_Pack(2, rec, intervals) : NULL;
             Py_XDECREF(rec);
@@ -602,8 +598,8 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         const mr_count_row_t *l = &locs[i];
         PyObject *loc = NULL;
         if (l->key.native != 0) {
-            PyObject *stack = mr_py_resolved_stack(self->r, &self->sym, l->key.stack,
-                                                   l->key.native, l->generation, 1, 1, 0);
+            PyObject *stack = mr_py_resolved_stack(self->r, &self->sym, l->key.stack, l->key.native,
+                                                   l->generation, 1, 1, 0);
             if (stack == NULL)
                 goto done;
             if (PyList_GET_SIZE(stack) > 0) {
@@ -616,22 +612,22 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
             (loc = mr_py_frame(self->r, &self->code,
                                mr_reader_stack_top_frame(self->r, l->key.stack))) == NULL)
             goto done;
-        PyObject *t = Py_BuildValue("(NKK)", loc, (unsigned long long)l->n,
-                                    (unsigned long long)l->bytes);
+        PyObject *t =
+            Py_BuildValue("(NKK)", loc, (unsigned long long)l->n, (unsigned long long)l->bytes);
         int bad = t == NULL || PyList_Append(by_location, t) < 0;
         Py_XDECREF(t);
         if (bad)
             goto done;
     }
     const mr_trailer_t *trailer = mr_reader_trailer(self->r);
-    out = Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:O,s:O}", "total_allocations",
-        (unsigned long long)sum.total_allocs, "total_bytes", (unsigned long long)sum.total_bytes,
-        "peak", (unsigned long long)sum.peak, "n_allocations",
-        (unsigned long long)mr_reader_count(self->r, MR_REC_ALLOC), "n_frames",
-        (unsigned long long)mr_reader_count(self->r, MR_REC_FRAME), "end_ms",
-        (unsigned long long)end_ms, "by_size", by_size, "by_allocator", by_alloc, "by_frame",
-        by_frame, "by_location", by_location, "has_trailer", trailer ? Py_True : Py_False);
+    out = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:O,s:O}", "total_allocations",
+                        (unsigned long long)sum.total_allocs, "total_bytes",
+                        (unsigned long long)sum.total_bytes, "peak", (unsigned long long)sum.peak,
+                        "n_allocations", (unsigned long long)mr_reader_count(self->r, MR_REC_ALLOC),
+                        "n_frames", (unsigned long long)mr_reader_count(self->r, MR_REC_FRAME),
+                        "end_ms", (unsigned long long)end_ms, "by_size", by_size, "by_allocator",
+                        by_alloc, "by_frame", by_frame, "by_location", by_location, "has_trailer",
+                        trailer ? Py_True : Py_False);
 done:
     Py_XDECREF(by_size);
     Py_XDECREF(by_alloc);
@@ -661,8 +657,8 @@ static PyObject *pass_iternext(pass_object_t *self)
     int rc;
     while ((rc = mr_reader_next(self->r, &ev)) > 0) {
         if (ev.type == MR_REC_ALLOC)
-            return make_record(self, ev.tid, ev.addr, ev.size, ev.allocator, 1, ev.stack,
-                               ev.native, ev.generation);
+            return make_record(self, ev.tid, ev.addr, ev.size, ev.allocator, 1, ev.stack, ev.native,
+                               ev.generation);
         if (ev.type == MR_REC_FREE)
             return make_record(self, ev.tid, ev.addr, ev.size, ev.allocator, 1, 0, 0,
                                ev.generation);
@@ -959,8 +955,8 @@ static PyObject *record_repr(record_object_t *self)
         snprintf(head, sizeof head, "tid=merged, address=0x%llx, size=%llu", self->address,
                  self->size);
     else
-        snprintf(head, sizeof head, "tid=%lld, address=0x%llx, size=%llu", self->tid,
-                 self->address, self->size);
+        snprintf(head, sizeof head, "tid=%lld, address=0x%llx, size=%llu", self->tid, self->address,
+                 self->size);
     PyObject *out = PyUnicode_FromFormat("AllocationRecord<%s, allocator=%U, allocations=%llu>",
                                          head, name, self->n_allocations);
     Py_DECREF(name);
@@ -979,8 +975,8 @@ static PyObject *record_thread_name(record_object_t *self, void *closure)
     if (self->tid < 0)
         return PyUnicode_FromString("merged thread");
     size_t len = 0;
-    const char *name = self->pass ? mr_reader_thread_name(self->pass->r, (uint32_t)self->tid, &len)
-                                  : NULL;
+    const char *name =
+        self->pass ? mr_reader_thread_name(self->pass->r, (uint32_t)self->tid, &len) : NULL;
     if (name == NULL)
         return PyUnicode_FromString("");
     return mr_pystr(name, (Py_ssize_t)len);

@@ -51,8 +51,8 @@ int mr_py_parse_max(PyObject *obj, size_t *max)
 }
 
 /* (function, file) strs of a CODE id, made once per cache. */
-static int code_strings(const mr_reader_t *r, mr_pystrings_t *c, uint64_t code,
-                        PyObject **name, PyObject **file)
+static int code_strings(const mr_reader_t *r, mr_pystrings_t *c, uint64_t code, PyObject **name,
+                        PyObject **file)
 {
     const mr_code_t *co = mr_reader_code(r, code);
     if (co == NULL) {

@@ -19,8 +19,7 @@
 #define ACCEPT_POLL_MS 100
 
 typedef struct socket_sink_object {
-    PyObject_HEAD
-    mr_sink_t *sink; /* NULL once handed to start() or closed */
+    PyObject_HEAD mr_sink_t *sink; /* NULL once handed to start() or closed */
 } socket_sink_object_t;
 
 static PyTypeObject SocketSinkType;
@@ -47,20 +46,16 @@ static PyObject *socket_sink_new(PyTypeObject *type, PyObject *args, PyObject *k
         return NULL;
     }
     int lfd, rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = mr_sink_socket_listen(address, port, &lfd, NULL);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
+    Py_BEGIN_ALLOW_THREADS rc = mr_sink_socket_listen(address, port, &lfd, NULL);
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
         set_socket_error(rc, address, port);
         return NULL;
     }
     mr_sink_t *sink = NULL;
     for (;;) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = mr_sink_socket_accept(lfd, ACCEPT_POLL_MS, &sink);
-        Py_END_ALLOW_THREADS
-        if (rc == 0)
-            break;
+        Py_BEGIN_ALLOW_THREADS rc = mr_sink_socket_accept(lfd, ACCEPT_POLL_MS, &sink);
+        Py_END_ALLOW_THREADS if (rc == 0) break;
         if ((rc == -ETIMEDOUT || rc == -EINTR) && PyErr_CheckSignals() == 0)
             continue;
         close(lfd);
@@ -117,20 +112,29 @@ static PyTypeObject SocketSinkType = {
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     (void)self;
-    static char *kwlist[] = {"path",           "overwrite",   "buffered",      "compress",
-                             "aggregated",     "native",      "trace_pymalloc", "follow_fork",
-                             "interval_ms",    "command_line", "python_allocator",
-                             "boundary_frame", "sink",        NULL};
+    static char *kwlist[] = {"path",
+                             "overwrite",
+                             "buffered",
+                             "compress",
+                             "aggregated",
+                             "native",
+                             "trace_pymalloc",
+                             "follow_fork",
+                             "interval_ms",
+                             "command_line",
+                             "python_allocator",
+                             "boundary_frame",
+                             "sink",
+                             NULL};
     PyObject *path_arg, *path_obj, *boundary = Py_None, *sink_arg = Py_None;
     int overwrite = 0, buffered = 0, compress = 1, aggregated = 0, native = 0, pymalloc = 0,
         follow_fork = 0, python_allocator = 0;
     unsigned int interval_ms = 10;
     const char *command_line = "";
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pppppppIsiOO", kwlist, &path_arg,
-                                     &overwrite, &buffered,
-                                     &compress, &aggregated, &native, &pymalloc, &follow_fork,
-                                     &interval_ms, &command_line, &python_allocator, &boundary,
-                                     &sink_arg))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pppppppIsiOO", kwlist, &path_arg, &overwrite,
+                                     &buffered, &compress, &aggregated, &native, &pymalloc,
+                                     &follow_fork, &interval_ms, &command_line, &python_allocator,
+                                     &boundary, &sink_arg))
         return NULL;
     socket_sink_object_t *sink = NULL;
     if (sink_arg != Py_None) {

@@ -22,22 +22,22 @@
  * bytes of command line, then records. */
 #define MR_HEADER_SIZE 48
 enum {
-    MR_HOFF_MAGIC = 0,              /* char[8] */
-    MR_HOFF_VERSION = 8,            /* u16 */
-    MR_HOFF_FLAGS = 10,             /* u16, MR_FLAG_* */
-    MR_HOFF_PYALLOC = 12,           /* u8, MR_PYALLOC_* */
-    MR_HOFF_PID = 16,               /* u32 */
-    MR_HOFF_MAIN_TID = 20,          /* u32 */
-    MR_HOFF_START_MS = 24,          /* u64, unix time in ms */
-    MR_HOFF_PY_HEXVERSION = 32,     /* u32, PY_VERSION_HEX of the tracked Python */
-    MR_HOFF_INTERVAL_MS = 36,       /* u32, memory_interval_ms */
-    MR_HOFF_CMDLINE_LEN = 40,       /* u32 */
-    MR_HOFF_RESERVED = 44,          /* u32, zero */
+    MR_HOFF_MAGIC = 0,          /* char[8] */
+    MR_HOFF_VERSION = 8,        /* u16 */
+    MR_HOFF_FLAGS = 10,         /* u16, MR_FLAG_* */
+    MR_HOFF_PYALLOC = 12,       /* u8, MR_PYALLOC_* */
+    MR_HOFF_PID = 16,           /* u32 */
+    MR_HOFF_MAIN_TID = 20,      /* u32 */
+    MR_HOFF_START_MS = 24,      /* u64, unix time in ms */
+    MR_HOFF_PY_HEXVERSION = 32, /* u32, PY_VERSION_HEX of the tracked Python */
+    MR_HOFF_INTERVAL_MS = 36,   /* u32, memory_interval_ms */
+    MR_HOFF_CMDLINE_LEN = 40,   /* u32 */
+    MR_HOFF_RESERVED = 44,      /* u32, zero */
 };
 
-#define MR_FLAG_NATIVE 0x1u       /* ALLOC records carry a native stack id */
-#define MR_FLAG_PYALLOC 0x2u      /* pymalloc domains were traced */
-#define MR_FLAG_AGGREGATED 0x4u   /* FileFormat.AGGREGATED_ALLOCATIONS */
+#define MR_FLAG_NATIVE 0x1u     /* ALLOC records carry a native stack id */
+#define MR_FLAG_PYALLOC 0x2u    /* pymalloc domains were traced */
+#define MR_FLAG_AGGREGATED 0x4u /* FileFormat.AGGREGATED_ALLOCATIONS */
 #define MR_FLAGS_KNOWN 0x7u
 
 enum mr_pyalloc {

@@ -238,13 +238,30 @@ typedef struct hook {
     void **real;
 } hook_t;
 
-#define HOOK(fn) {#fn, (void *)hook_##fn, (void **)&real.fn}
+#define HOOK(fn)                                                                                   \
+    {                                                                                              \
+#fn, (void *)hook_##fn, (void **)&real.fn                                                  \
+    }
 static const hook_t hooks[] = {
-    HOOK(malloc),         HOOK(free),          HOOK(calloc),    HOOK(realloc),
-    HOOK(reallocarray),   HOOK(posix_memalign), HOOK(aligned_alloc), HOOK(memalign),
-    HOOK(valloc),         HOOK(pvalloc),       HOOK(mmap),      HOOK(mmap64),
-    HOOK(munmap),         HOOK(free_sized),    HOOK(free_aligned_sized),
-    HOOK(dlopen),         HOOK(dlclose),       HOOK(prctl),     HOOK(pthread_setname_np),
+    HOOK(malloc),
+    HOOK(free),
+    HOOK(calloc),
+    HOOK(realloc),
+    HOOK(reallocarray),
+    HOOK(posix_memalign),
+    HOOK(aligned_alloc),
+    HOOK(memalign),
+    HOOK(valloc),
+    HOOK(pvalloc),
+    HOOK(mmap),
+    HOOK(mmap64),
+    HOOK(munmap),
+    HOOK(free_sized),
+    HOOK(free_aligned_sized),
+    HOOK(dlopen),
+    HOOK(dlclose),
+    HOOK(prctl),
+    HOOK(pthread_setname_np),
 };
 #define N_HOOKS (sizeof hooks / sizeof hooks[0])
 
@@ -262,7 +279,14 @@ static const hook_t *find_hook(const char *name)
     /* All hooked names start with one of these letters: most symbols are
      * rejected by the first byte. */
     switch (name[0]) {
-    case 'm': case 'f': case 'c': case 'r': case 'p': case 'a': case 'v': case 'd':
+    case 'm':
+    case 'f':
+    case 'c':
+    case 'r':
+    case 'p':
+    case 'a':
+    case 'v':
+    case 'd':
         break;
     default:
         return NULL;
@@ -276,7 +300,7 @@ static const hook_t *find_hook(const char *name)
 typedef struct object_info {
     uintptr_t base;
     uintptr_t relro_start, relro_end;
-    const ElfW(Sym) *symtab;
+    const ElfW(Sym) * symtab;
     const char *strtab;
     size_t strsz;
     int restore;
@@ -350,7 +374,7 @@ static int skipped(const char *name)
     /* The loader runs before and beneath everything; the vdso has no GOT;
      * sanitizer runtimes implement the allocator we would forward to. */
     static const char *const skip[] = {"linux-vdso", "/ld-linux", "ld-linux-", "libasan",
-                                       "libubsan", "libtsan", "liblsan"};
+                                       "libubsan",   "libtsan",   "liblsan"};
     for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
         if (strstr(name, skip[i]) != NULL)
             return 1;
@@ -387,19 +411,44 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     o->strsz = 0;
     for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
         switch (d->d_tag) {
-        case DT_SYMTAB: o->symtab = (const ElfW(Sym) *)dyn_addr(info, d->d_un.d_ptr); break;
-        case DT_STRTAB: o->strtab = (const char *)dyn_addr(info, d->d_un.d_ptr); break;
-        case DT_STRSZ: o->strsz = d->d_un.d_val; break;
-        case DT_JMPREL: jmprel = dyn_addr(info, d->d_un.d_ptr); break;
-        case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
-        case DT_PLTREL: pltrel = (long)d->d_un.d_val; break;
-        case DT_RELA: rela = dyn_addr(info, d->d_un.d_ptr); break;
-        case DT_RELASZ: relasz = d->d_un.d_val; break;
-        case DT_RELAENT: relaent = d->d_un.d_val; break;
-        case DT_REL: rel = dyn_addr(info, d->d_un.d_ptr); break;
-        case DT_RELSZ: relsz = d->d_un.d_val; break;
-        case DT_RELENT: relent = d->d_un.d_val; break;
-        default: break;
+        case DT_SYMTAB:
+            o->symtab = (const ElfW(Sym) *)dyn_addr(info, d->d_un.d_ptr);
+            break;
+        case DT_STRTAB:
+            o->strtab = (const char *)dyn_addr(info, d->d_un.d_ptr);
+            break;
+        case DT_STRSZ:
+            o->strsz = d->d_un.d_val;
+            break;
+        case DT_JMPREL:
+            jmprel = dyn_addr(info, d->d_un.d_ptr);
+            break;
+        case DT_PLTRELSZ:
+            pltrelsz = d->d_un.d_val;
+            break;
+        case DT_PLTREL:
+            pltrel = (long)d->d_un.d_val;
+            break;
+        case DT_RELA:
+            rela = dyn_addr(info, d->d_un.d_ptr);
+            break;
+        case DT_RELASZ:
+            relasz = d->d_un.d_val;
+            break;
+        case DT_RELAENT:
+            relaent = d->d_un.d_val;
+            break;
+        case DT_REL:
+            rel = dyn_addr(info, d->d_un.d_ptr);
+            break;
+        case DT_RELSZ:
+            relsz = d->d_un.d_val;
+            break;
+        case DT_RELENT:
+            relent = d->d_un.d_val;
+            break;
+        default:
+            break;
         }
     }
     if (o->symtab == NULL || o->strtab == NULL)

@@ -29,17 +29,17 @@
 #define YIELD_EVERY 4096
 
 struct mr_live {
-    mr_reader_t *r;       /* the decoder; its tables: lock */
-    int fd;               /* the connection (owned by r's source); for shutdown */
+    mr_reader_t *r; /* the decoder; its tables: lock */
+    int fd;         /* the connection (owned by r's source); for shutdown */
     pthread_t thread;
-    int thread_started;   /* creator only */
-    int closed;           /* creator only: mr_live_close ran */
-    int stopping;         /* atomic: close asked the thread to stop */
-    int waiters;          /* atomic: threads blocked in mr_live_lock */
+    int thread_started; /* creator only */
+    int closed;         /* creator only: mr_live_close ran */
+    int stopping;       /* atomic: close asked the thread to stop */
+    int waiters;        /* atomic: threads blocked in mr_live_lock */
     pthread_mutex_t lock;
 
     /* Everything below: lock. */
-    mr_agg_t *agg;        /* the live set: allocations alive now, by location */
+    mr_agg_t *agg; /* the live set: allocations alive now, by location */
     int active;
     mr_end_t end;
     int error;
@@ -66,8 +66,8 @@ int mr_live_connect(const char *host, unsigned port, int timeout_ms, int *out)
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         /* Non-blocking connect, so a host that drops packets cannot hold us
          * past timeout_ms. */
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         int err = 0;
         if (fd < 0) {
             err = errno;

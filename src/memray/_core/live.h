@@ -49,18 +49,17 @@ const mr_header_t *mr_live_header(const mr_live_t *l);
 const mr_reader_t *mr_live_reader_locked(const mr_live_t *l);
 
 typedef struct mr_live_status {
-    int active;           /* the stream is still being read */
-    mr_end_t end;         /* how it ended; MR_END_NONE while active */
-    int error;            /* 0, or what ended it abnormally (MR_ERR_*, -errno) */
-    uint64_t heap, peak;  /* bytes alive now, most bytes alive so far */
-    uint64_t rss;         /* resident set size of the latest memory sample */
-    uint64_t ms;          /* ms since tracking started, of the latest sample */
+    int active;                 /* the stream is still being read */
+    mr_end_t end;               /* how it ended; MR_END_NONE while active */
+    int error;                  /* 0, or what ended it abnormally (MR_ERR_*, -errno) */
+    uint64_t heap, peak;        /* bytes alive now, most bytes alive so far */
+    uint64_t rss;               /* resident set size of the latest memory sample */
+    uint64_t ms;                /* ms since tracking started, of the latest sample */
     uint64_t n_allocs, n_frees; /* events folded so far */
 } mr_live_status_t;
 
 /* Lock held. msg receives "" or the text of status->error. */
-void mr_live_status_locked(const mr_live_t *l, mr_live_status_t *status, char *msg,
-                           size_t msglen);
+void mr_live_status_locked(const mr_live_t *l, mr_live_status_t *status, char *msg, size_t msglen);
 
 /* Locations with allocations alive now, threads apart or merged (tid 0), in
  * a malloc'd array (the caller frees); leak_n/leak_bytes hold what is alive.

@@ -15,8 +15,7 @@ PyMODINIT_FUNC PyInit__memray(void)
     PyObject *m = PyModule_Create(&memray_module);
     if (m == NULL)
         return NULL;
-    if (mr_bind_tracker_init(m) < 0 || mr_bind_reader_init(m) < 0 ||
-        mr_bind_live_init(m) < 0) {
+    if (mr_bind_tracker_init(m) < 0 || mr_bind_reader_init(m) < 0 || mr_bind_live_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -25,8 +25,8 @@ static uintptr_t self_start, self_end;
  * hash of the ip; the table maps it to an index into node_ip/node_parent,
  * which confirm the match. */
 static mr_hm_t node_ids;
-static uintptr_t *node_ip;     /* node_ip[id] */
-static uint64_t *node_parent;  /* node_parent[id] */
+static uintptr_t *node_ip;    /* node_ip[id] */
+static uint64_t *node_parent; /* node_parent[id] */
 static uint64_t node_cap;
 static uint64_t generation_written; /* MAPPINGS generation, writer lock */
 /* The main program's path: dl_iterate_phdr names it "". Set by init. */
@@ -199,8 +199,7 @@ static const uint8_t *build_id(const struct dl_phdr_info *info, size_t *len)
             const uint8_t *next = desc + ((nh->n_descsz + 3) & ~3u);
             if (next > end)
                 break;
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-                memcmp(name, "GNU", 4) == 0) {
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
                 *len = nh->n_descsz;
                 return desc;
             }
@@ -248,8 +247,8 @@ static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
     copy[plen] = '\0';
     if (blen)
         memcpy(copy + plen + 1, bid, blen);
-    l->entries[l->n++] = (mr_mapping_entry_t){copy, plen, info->dlpi_addr, lo, hi,
-                                              (const uint8_t *)copy + plen + 1, blen};
+    l->entries[l->n++] = (mr_mapping_entry_t){
+        copy, plen, info->dlpi_addr, lo, hi, (const uint8_t *)copy + plen + 1, blen};
     return 0;
 }
 

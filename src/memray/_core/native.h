@@ -16,8 +16,8 @@
 typedef struct mr_native_cache {
     uintptr_t walk[MR_NATIVE_MAX_DEPTH]; /* innermost first, as unwound now */
     uint32_t walk_n;
-    uintptr_t *ips;   /* outermost first: the chain resolved last time */
-    uint64_t *nodes;  /* nodes[i]: trie id of ips[0..i] */
+    uintptr_t *ips;  /* outermost first: the chain resolved last time */
+    uint64_t *nodes; /* nodes[i]: trie id of ips[0..i] */
     uint32_t n, cap;
     uint32_t matched; /* outermost walk entries equal to the cache's */
     uint64_t generation;

@@ -36,12 +36,12 @@ typedef struct mr_pystack_memo {
 /* Per-thread state, owned by that thread's mr_thread_t (tracker.c). */
 typedef struct mr_pystack_cache {
     mr_pystack_memo_t memo[MR_PYSTACK_MEMO];
-    mr_pyframe_t *cache;   /* outermost first: the stack resolved last time */
+    mr_pyframe_t *cache; /* outermost first: the stack resolved last time */
     uint32_t cache_n, cache_cap;
-    mr_pyframe_t *walk;    /* innermost first: the stack walked now */
+    mr_pyframe_t *walk; /* innermost first: the stack walked now */
     uint32_t walk_n, walk_cap;
-    uint32_t matched;      /* outermost walk entries equal to the cache's */
-    uint64_t generation;   /* tracker generation the cache's node ids belong to */
+    uint32_t matched;    /* outermost walk entries equal to the cache's */
+    uint64_t generation; /* tracker generation the cache's node ids belong to */
 } mr_pystack_cache_t;
 
 /* Walks the calling thread's frames into c->walk and matches them against

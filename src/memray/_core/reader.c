@@ -243,8 +243,7 @@ static int read_header(mr_reader_t *r, char *err, size_t errlen)
         goto fail;
     }
     if (hd->flags & ~MR_FLAGS_KNOWN) {
-        rc = set_error(r, MR_ERR_NEWER,
-                       "written by a newer memray (unknown header flags 0x%x)",
+        rc = set_error(r, MR_ERR_NEWER, "written by a newer memray (unknown header flags 0x%x)",
                        hd->flags & ~MR_FLAGS_KNOWN);
         goto fail;
     }
@@ -417,7 +416,8 @@ static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, si
     memcpy(copy, name, len);
     copy[len] = '\0';
     if (t == NULL) {
-        if (mr_grow_array((void **)&r->threads, &r->cap_threads, r->n_threads + 1, sizeof *r->threads) < 0) {
+        if (mr_grow_array((void **)&r->threads, &r->cap_threads, r->n_threads + 1,
+                          sizeof *r->threads) < 0) {
             free(copy);
             return -ENOMEM;
         }
@@ -480,8 +480,7 @@ int mr_reader_frame(const mr_reader_t *r, uint64_t id, uint64_t *code, uint64_t 
     return 0;
 }
 
-int mr_reader_node(const mr_reader_t *r, uint64_t id, uint64_t *parent, uint64_t *frame,
-                   int *entry)
+int mr_reader_node(const mr_reader_t *r, uint64_t id, uint64_t *parent, uint64_t *frame, int *entry)
 {
     if (id < 1 || id > r->n_nodes)
         return -ENOENT;
@@ -671,13 +670,18 @@ static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, c
         if ((rc = get_string(r, &rec, &q, &bid, &bid_len, "build id")) <= 0)
             goto out;
         char *bid_copy = arena_strdup(r, bid, bid_len);
-        if (bid_copy == NULL || mr_grow_array((void **)&maps, &cap, (size_t)i + 1, sizeof *maps) < 0) {
+        if (bid_copy == NULL ||
+            mr_grow_array((void **)&maps, &cap, (size_t)i + 1, sizeof *maps) < 0) {
             rc = set_error(r, -ENOMEM, "out of memory");
             goto out;
         }
-        maps[i] = (mr_mapping_t){.path = path_copy, .bias = bias, .lo = lo, .hi = hi,
+        maps[i] = (mr_mapping_t){.path = path_copy,
+                                 .bias = bias,
+                                 .lo = lo,
+                                 .hi = hi,
                                  .build_id = (const uint8_t *)bid_copy,
-                                 .path_len = (uint32_t)path_len, .build_id_len = (uint32_t)bid_len};
+                                 .path_len = (uint32_t)path_len,
+                                 .build_id_len = (uint32_t)bid_len};
     }
     if (mr_grow_array((void **)&r->gens, &r->cap_gens, r->n_gens + 1, sizeof *r->gens) < 0) {
         rc = set_error(r, -ENOMEM, "out of memory");
@@ -796,7 +800,9 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
         char *f = n ? arena_strdup(r, file, file_len) : NULL;
         if (f == NULL)
             return set_error(r, -ENOMEM, "out of memory");
-        r->codes[r->n_codes++] = (mr_code_t){.name = n, .file = f, .name_len = (uint32_t)name_len,
+        r->codes[r->n_codes++] = (mr_code_t){.name = n,
+                                             .file = f,
+                                             .name_len = (uint32_t)name_len,
                                              .file_len = (uint32_t)file_len,
                                              .first_line = first_line};
         r->p = q;
@@ -815,7 +821,8 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
             return corrupt(r, rec, "FRAME with undefined code %" PRIu64, code);
         if (r->n_frames >= MAX_TABLE_IDS / 2) /* ids are kept in 31 bits in nodes */
             return corrupt(r, rec, "too many FRAME records");
-        if (mr_grow_array((void **)&r->frames, &r->cap_frames, r->n_frames + 1, sizeof *r->frames) < 0)
+        if (mr_grow_array((void **)&r->frames, &r->cap_frames, r->n_frames + 1, sizeof *r->frames) <
+            0)
             return set_error(r, -ENOMEM, "out of memory");
         r->frames[r->n_frames++] = (frame_entry_t){.line = line, .code = (uint32_t)code};
         r->p = q;
@@ -899,7 +906,8 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
             return corrupt(r, rec, "NATIVE_NODE with undefined parent %" PRIu64, parent);
         if (r->n_natives >= MAX_TABLE_IDS)
             return corrupt(r, rec, "too many NATIVE_NODE records");
-        if (mr_grow_array((void **)&r->natives, &r->cap_natives, r->n_natives + 1, sizeof *r->natives) < 0)
+        if (mr_grow_array((void **)&r->natives, &r->cap_natives, r->n_natives + 1,
+                          sizeof *r->natives) < 0)
             return set_error(r, -ENOMEM, "out of memory");
         r->natives[r->n_natives++] = (native_entry_t){.ip = ip, .parent = (uint32_t)parent};
         r->p = q;
@@ -1020,10 +1028,22 @@ int mr_reader_next(mr_reader_t *r, mr_event_t *ev)
 /* ---- text dump -------------------------------------------------------- */
 
 static const char *const allocator_names[16] = {
-    "?",           "pymalloc_free", "pymalloc_malloc", "pymalloc_calloc",
-    "pymalloc_realloc", "free",     "malloc",          "realloc",
-    "calloc",      "posix_memalign", "aligned_alloc",  "memalign",
-    "valloc",      "pvalloc",       "mmap",            "munmap",
+    "?",
+    "pymalloc_free",
+    "pymalloc_malloc",
+    "pymalloc_calloc",
+    "pymalloc_realloc",
+    "free",
+    "malloc",
+    "realloc",
+    "calloc",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "mmap",
+    "munmap",
 };
 
 /* Appends formatted text to a buffer, counting what did not fit. */
@@ -1092,8 +1112,7 @@ int mr_reader_format_event(const mr_reader_t *r, const mr_event_t *ev, char *buf
             outf(&o, " native=%" PRIu64 " generation=%" PRIu64, ev->native, ev->generation);
         break;
     case MR_REC_FREE:
-        outf(&o, "FREE tid=%" PRIu32 " allocator=%s address=0x%" PRIx64, ev->tid, alloc,
-             ev->addr);
+        outf(&o, "FREE tid=%" PRIu32 " allocator=%s address=0x%" PRIx64, ev->tid, alloc, ev->addr);
         if (ev->allocator == MR_MUNMAP)
             outf(&o, " length=%" PRIu64, ev->size);
         break;
@@ -1113,8 +1132,8 @@ int mr_reader_format_event(const mr_reader_t *r, const mr_event_t *ev, char *buf
         outf(&o, "FRAME id=%" PRIu64 " code=%" PRIu64 " line=%" PRIu64, ev->id, ev->a, ev->b);
         break;
     case MR_REC_NODE:
-        outf(&o, "NODE id=%" PRIu64 " parent=%" PRIu64 " frame=%" PRIu64 " entry=%d", ev->id,
-             ev->a, ev->b, (ev->arg & MR_NODE_ENTRY) != 0);
+        outf(&o, "NODE id=%" PRIu64 " parent=%" PRIu64 " frame=%" PRIu64 " entry=%d", ev->id, ev->a,
+             ev->b, (ev->arg & MR_NODE_ENTRY) != 0);
         break;
     case MR_REC_THREAD_NAME:
         outf(&o, "THREAD_NAME tid=%" PRIu32 " name=", ev->tid);

@@ -15,10 +15,10 @@
 
 /* What kind of failure an error code means; the message says the details.
  * Other -errno values come from the operating system (open, read). */
-#define MR_ERR_EMPTY (-ENODATA)       /* "capture file is empty" */
-#define MR_ERR_NOT_CAPTURE (-ENOEXEC) /* wrong magic or a header cut short */
+#define MR_ERR_EMPTY (-ENODATA)         /* "capture file is empty" */
+#define MR_ERR_NOT_CAPTURE (-ENOEXEC)   /* wrong magic or a header cut short */
 #define MR_ERR_NEWER (-EPROTONOSUPPORT) /* format version or flags from a newer memray */
-#define MR_ERR_CORRUPT (-EBADMSG)     /* "corrupt capture at byte N: ..." */
+#define MR_ERR_CORRUPT (-EBADMSG)       /* "corrupt capture at byte N: ..." */
 
 #define MR_READER_ERRLEN 256
 
@@ -28,10 +28,10 @@ typedef struct mr_header {
     uint8_t python_allocator; /* MR_PYALLOC_* as written (may be unknown) */
     uint32_t pid;
     uint32_t main_tid;
-    uint64_t start_ms;        /* unix time in ms */
+    uint64_t start_ms; /* unix time in ms */
     uint32_t py_hexversion;
     uint32_t interval_ms;
-    char *command_line;       /* NUL-terminated copy, owned by the reader */
+    char *command_line; /* NUL-terminated copy, owned by the reader */
     size_t command_line_len;
 } mr_header_t;
 
@@ -43,18 +43,18 @@ typedef struct mr_code {
 } mr_code_t;
 
 typedef struct mr_mapping {
-    const char *path;      /* "" = the main program */
-    uint64_t bias;         /* load bias */
-    uint64_t lo, hi;       /* [lo, hi): runtime addresses of its PT_LOAD segments */
+    const char *path; /* "" = the main program */
+    uint64_t bias;    /* load bias */
+    uint64_t lo, hi;  /* [lo, hi): runtime addresses of its PT_LOAD segments */
     const uint8_t *build_id;
     uint32_t path_len, build_id_len;
 } mr_mapping_t;
 
 typedef struct mr_trailer {
-    uint64_t ms;          /* since start */
+    uint64_t ms; /* since start */
     uint64_t total_allocs;
-    uint64_t peak;        /* bytes */
-    uint64_t flags;       /* MR_TRAILER_* */
+    uint64_t peak;  /* bytes */
+    uint64_t flags; /* MR_TRAILER_* */
 } mr_trailer_t;
 
 /* One decoded record. type is MR_REC_*; which fields are set depends on it.
@@ -62,24 +62,24 @@ typedef struct mr_trailer {
  * CODE, FRAME, NODE, THREAD_NAME, NATIVE_NODE, MAPPINGS) only in raw mode. */
 typedef struct mr_event {
     unsigned type;
-    unsigned arg;         /* the tag's high nibble */
-    uint64_t offset;      /* of the tag byte in the (decompressed) stream */
-    uint32_t tid;         /* ALLOC/FREE: the current thread; THREAD, THREAD_NAME, AGG */
-    unsigned allocator;   /* ALLOC/FREE/AGG: enum mr_allocator */
-    uint64_t addr;        /* ALLOC/FREE: absolute, deltas resolved */
-    uint64_t size;        /* ALLOC: bytes; FREE: unmapped length for MUNMAP, else 0 */
-    uint64_t stack;       /* ALLOC/AGG: NODE id, 0 = none */
-    uint64_t native;      /* ALLOC/AGG: NATIVE_NODE id, 0 = none */
-    uint64_t generation;  /* ALLOC/AGG: MAPPINGS generation in effect, 0 = none yet */
-    uint64_t ms, rss;     /* MEMORY: ms since start; TRAILER: ms */
-    uint64_t heap;        /* MEMORY with MR_MEMORY_HAS_HEAP */
+    unsigned arg;        /* the tag's high nibble */
+    uint64_t offset;     /* of the tag byte in the (decompressed) stream */
+    uint32_t tid;        /* ALLOC/FREE: the current thread; THREAD, THREAD_NAME, AGG */
+    unsigned allocator;  /* ALLOC/FREE/AGG: enum mr_allocator */
+    uint64_t addr;       /* ALLOC/FREE: absolute, deltas resolved */
+    uint64_t size;       /* ALLOC: bytes; FREE: unmapped length for MUNMAP, else 0 */
+    uint64_t stack;      /* ALLOC/AGG: NODE id, 0 = none */
+    uint64_t native;     /* ALLOC/AGG: NATIVE_NODE id, 0 = none */
+    uint64_t generation; /* ALLOC/AGG: MAPPINGS generation in effect, 0 = none yet */
+    uint64_t ms, rss;    /* MEMORY: ms since start; TRAILER: ms */
+    uint64_t heap;       /* MEMORY with MR_MEMORY_HAS_HEAP */
     int has_heap;
     uint64_t peak_n, peak_bytes, leak_n, leak_bytes; /* AGG */
-    uint64_t id;          /* definitions: the id the record defines; MAPPINGS: generation */
-    uint64_t a, b;        /* FRAME: code, line; NODE/NATIVE_NODE: parent, frame/ip;
-                           * MAPPINGS: count; TRAILER: total allocations, peak */
-    uint64_t flags;       /* TRAILER */
-    const char *str;      /* THREAD_NAME: the name (NUL-terminated, valid until next) */
+    uint64_t id;     /* definitions: the id the record defines; MAPPINGS: generation */
+    uint64_t a, b;   /* FRAME: code, line; NODE/NATIVE_NODE: parent, frame/ip;
+                      * MAPPINGS: count; TRAILER: total allocations, peak */
+    uint64_t flags;  /* TRAILER */
+    const char *str; /* THREAD_NAME: the name (NUL-terminated, valid until next) */
     size_t str_len;
 } mr_event_t;
 

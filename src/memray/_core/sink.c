@@ -46,7 +46,7 @@ struct mr_sink {
     int failed;       /* socket: the -errno of the first failed send, then sticky */
     uint64_t written; /* bytes of records handed to the sink */
     /* mapped sink */
-    uint8_t *map;    /* shared mapping of the window [map_off, map_off + map_len) */
+    uint8_t *map;     /* shared mapping of the window [map_off, map_off + map_len) */
     uint64_t map_off; /* file offset of the window, page-aligned */
     size_t map_len;
     uint64_t file_len; /* bytes preallocated on disk */
@@ -122,7 +122,9 @@ static int remap_window(mr_sink_t *s, size_t n)
 {
     uint64_t end = s->written + n;
     if (end > s->file_len) {
-        uint64_t step = s->file_len == 0 ? MAP_FIRST : s->file_len < MAP_STEP ? s->file_len : MAP_STEP;
+        uint64_t step = s->file_len == 0         ? MAP_FIRST
+                        : s->file_len < MAP_STEP ? s->file_len
+                                                 : MAP_STEP;
         while (s->file_len + step < end)
             step += MAP_STEP;
         /* Reserve the blocks now: a write to a mapped page the filesystem
@@ -239,8 +241,7 @@ int mr_sink_is_socket(const mr_sink_t *s)
     return s->kind == KIND_SOCKET;
 }
 
-int mr_sink_socket_listen(const char *address, unsigned port, int *listen_fd,
-                          unsigned *bound_port)
+int mr_sink_socket_listen(const char *address, unsigned port, int *listen_fd, unsigned *bound_port)
 {
     if (port > 65535)
         return -EINVAL;

@@ -19,8 +19,7 @@ int mr_sink_open_file(const char *path, int overwrite, int buffered, mr_sink_t *
  * or a host name) and returns the listening descriptor. port 0 binds a free
  * port; *bound_port (if not NULL) receives the port bound. 0 or -errno:
  * -EADDRINUSE, -EACCES, -EADDRNOTAVAIL (no such local address)... */
-int mr_sink_socket_listen(const char *address, unsigned port, int *listen_fd,
-                          unsigned *bound_port);
+int mr_sink_socket_listen(const char *address, unsigned port, int *listen_fd, unsigned *bound_port);
 
 /* Waits up to timeout_ms (-1: forever) for one reader to connect to
  * listen_fd and returns a sink streaming to it; the listener stays open (the

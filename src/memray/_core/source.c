@@ -30,12 +30,12 @@ struct mr_source {
     int raw_eof;       /* the raw file has no more bytes */
     int kind;          /* KIND_*: decided on the first peek */
 
-    uint8_t *buf;      /* decoded bytes: [pos, end) not yet consumed */
+    uint8_t *buf; /* decoded bytes: [pos, end) not yet consumed */
     size_t cap, pos, end;
     uint64_t consumed; /* stream offset of buf[pos] */
 
-    ZSTD_DCtx *dctx;   /* KIND_ZSTD only */
-    uint8_t *zin;      /* compressed bytes: [zpos, zend) not yet decompressed */
+    ZSTD_DCtx *dctx; /* KIND_ZSTD only */
+    uint8_t *zin;    /* compressed bytes: [zpos, zend) not yet decompressed */
     size_t zcap, zpos, zend;
     char detail[160];
 };
@@ -66,8 +66,8 @@ static ssize_t stream_read(int fd, uint8_t *dst, size_t len)
 static ssize_t raw_read(mr_source_t *s, uint8_t *dst, size_t len)
 {
     for (;;) {
-        ssize_t n = s->seekable ? pread(s->fd, dst, len, (off_t)s->file_off)
-                                : stream_read(s->fd, dst, len);
+        ssize_t n =
+            s->seekable ? pread(s->fd, dst, len, (off_t)s->file_off) : stream_read(s->fd, dst, len);
         if (n >= 0) {
             s->file_off += (uint64_t)n;
             if (n == 0)

@@ -172,8 +172,8 @@ static int push_frame(mr_symbolizer_t *s, const char *function, const char *file
         s->frames = p;
         s->cap_frames = cap;
     }
-    s->frames[s->n_frames++] = (mr_sym_frame_t){function ? function : "<unknown>",
-                                                file ? file : "", line};
+    s->frames[s->n_frames++] =
+        (mr_sym_frame_t){function ? function : "<unknown>", file ? file : "", line};
     return 0;
 }
 

@@ -41,23 +41,23 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
  * otherwise. */
 static struct {
     pthread_mutex_t lock;
-    int started;          /* between start and stop (GIL-holding callers only) */
-    int failed;           /* errno that stopped recording early, 0 if none */
-    int inherited;        /* forked child not following: the capture is the parent's */
+    int started;   /* between start and stop (GIL-holding callers only) */
+    int failed;    /* errno that stopped recording early, 0 if none */
+    int inherited; /* forked child not following: the capture is the parent's */
     mr_writer_t writer;
-    mr_agg_t *agg;        /* aggregated captures: the events fold in here */
-    uint64_t generation;  /* bumped per capture: invalidates per-thread caches */
+    mr_agg_t *agg;             /* aggregated captures: the events fold in here */
+    uint64_t generation;       /* bumped per capture: invalidates per-thread caches */
     mr_tracker_options_t opts; /* strings owned (copies) */
-    char *path;           /* the file this process writes */
-    int socket;           /* the capture streams to a live reader (no file) */
-    uint64_t flushed_at;  /* socket: stream size at the end of the last flush */
+    char *path;                /* the file this process writes */
+    int socket;                /* the capture streams to a live reader (no file) */
+    uint64_t flushed_at;       /* socket: stream size at the end of the last flush */
     uint16_t flags;
     uint64_t start_mono_ns;
     /* sampler: its own mutex and condition so stop can wake it */
     pthread_mutex_t sampler_lock;
     pthread_cond_t sampler_cond;
-    int sampler_stop;     /* sampler_lock */
-    int sampler_running;  /* GIL-holding callers and fork child */
+    int sampler_stop;    /* sampler_lock */
+    int sampler_running; /* GIL-holding callers and fork child */
     pthread_t sampler;
     int statm_fd;
 } g = {

@@ -22,8 +22,7 @@ extern __thread int mr_tracker_guard MR_TLS;
 
 static inline int mr_tracker_wants(void)
 {
-    return MR_UNLIKELY(__atomic_load_n(&mr_tracker_active, __ATOMIC_RELAXED)) &&
-           !mr_tracker_guard;
+    return MR_UNLIKELY(__atomic_load_n(&mr_tracker_active, __ATOMIC_RELAXED)) && !mr_tracker_guard;
 }
 
 /* Record an event of the calling thread. Call only when mr_tracker_wants().

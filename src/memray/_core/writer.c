@@ -42,8 +42,8 @@ static uint8_t *put_thread_switch(mr_writer_t *w, uint8_t *p, uint32_t tid)
 
 /* The thread switch and the event go out in two sink writes, each a whole
  * record, so a killed writer never leaves half of either. */
-int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr,
-                    uint64_t size, uint64_t stack, uint64_t native)
+int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t size,
+                    uint64_t stack, uint64_t native)
 {
     uint8_t buf[REC_MAX + 1 + MR_VARINT_MAX];
     uint8_t *p = buf;
@@ -204,9 +204,8 @@ int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, ui
     return mr_sink_write(w->sink, buf, (size_t)(p - buf));
 }
 
-int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack,
-                  uint64_t native, uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n,
-                  uint64_t leak_bytes)
+int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack, uint64_t native,
+                  uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n, uint64_t leak_bytes)
 {
     uint8_t buf[REC_MAX];
     uint8_t *p = buf;

@@ -25,12 +25,12 @@ typedef struct mr_header_info {
 
 typedef struct mr_writer {
     mr_sink_t *sink;
-    uint16_t flags;       /* from the header */
-    uint32_t tid;         /* thread of the previous ALLOC/FREE, 0 = none yet */
-    uint64_t addr;        /* address of the previous ALLOC/FREE */
-    uint64_t stack;       /* python stack of the previous ALLOC */
-    uint64_t native;      /* native stack of the previous ALLOC */
-    uint64_t n_allocs;    /* ALLOC records written */
+    uint16_t flags;    /* from the header */
+    uint32_t tid;      /* thread of the previous ALLOC/FREE, 0 = none yet */
+    uint64_t addr;     /* address of the previous ALLOC/FREE */
+    uint64_t stack;    /* python stack of the previous ALLOC */
+    uint64_t native;   /* native stack of the previous ALLOC */
+    uint64_t n_allocs; /* ALLOC records written */
     uint64_t n_codes, n_frames, n_nodes, n_native_nodes; /* ids handed out */
 } mr_writer_t;
 
@@ -38,8 +38,8 @@ typedef struct mr_writer {
  * here on. */
 int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info);
 
-int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr,
-                    uint64_t size, uint64_t stack, uint64_t native);
+int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t size,
+                    uint64_t stack, uint64_t native);
 /* len: the unmapped length for MUNMAP, ignored otherwise. */
 int mr_writer_free(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t len);
 
@@ -65,9 +65,8 @@ int mr_writer_mappings(mr_writer_t *w, uint64_t generation, const mr_mapping_ent
 
 int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t len);
 int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap);
-int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack,
-                  uint64_t native, uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n,
-                  uint64_t leak_bytes);
+int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack, uint64_t native,
+                  uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n, uint64_t leak_bytes);
 /* A PAD record of n bytes in all (n >= 2). */
 int mr_writer_pad(mr_writer_t *w, size_t n);
 int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
