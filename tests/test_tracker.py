@@ -589,3 +589,33 @@ def test_native_thread_calling_into_python(tmp_path: Path, testalloc: Path) -> N
     assert recs[0].stack_trace() == [
         ("from_native_thread", script, line_of(program(code), "# CALLBACK"))
     ]
+
+
+def test_many_forks_while_sampling_never_deadlock(tmp_path: Path, testalloc: Path) -> None:
+    code = """
+    pids = []
+    child = False
+    with memray.Tracker("out.bin", follow_fork=True, memory_interval_ms=1):
+        for i in range(40):
+            pid = os.fork()
+            if pid == 0:
+                child = True
+                if i % 2:
+                    lib.ta_malloc(7700 + i)
+                    os._exit(0)
+                break  # this child leaves the with block: its Tracker stops
+            pids.append(pid)
+    if child:
+        os._exit(0)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert status == 0, status
+    print("parent", len(pids))
+    """
+    proc = run(code, tmp_path, testalloc, timeout=120)
+    assert proc.stdout.split() == ["parent", "40"]
+    children = sorted(tmp_path.glob("out.bin.*"))
+    assert len(children) == 40
+    for child in children:
+        with FileReader(child) as reader:
+            assert reader.metadata.pid == int(child.suffix[1:])

@@ -492,3 +492,8 @@ void mr_hooks_uninstall(void)
     patch_all(1);
     pthread_mutex_unlock(&patch_lock);
 }
+
+void mr_hooks_after_fork_child(void)
+{
+    pthread_mutex_init(&patch_lock, NULL);
+}

@@ -12,4 +12,8 @@ int mr_hooks_install(void);
 /* Points every patched slot back at the real function. */
 void mr_hooks_uninstall(void);
 
+/* In a forked child: the patch lock may have been held by a thread that does
+ * not exist there; start over with a fresh one. */
+void mr_hooks_after_fork_child(void);
+
 #endif

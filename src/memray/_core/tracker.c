@@ -564,8 +564,11 @@ static void atfork_child(void)
     pthread_mutex_unlock(&g.lock);
     if (t_thread != NULL)
         t_thread->tid = mr_tracker_gettid();
-    /* The sampler thread did not survive the fork. */
+    /* The sampler thread did not survive the fork, and it may have held its
+     * lock at that moment: start the child with fresh ones. */
     g.sampler_running = 0;
+    pthread_mutex_init(&g.sampler_lock, NULL);
+    mr_hooks_after_fork_child();
     if (!g.started || g.inherited) {
         mr_tracker_guard--;
         return;
