@@ -38,6 +38,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "flamegraph",
     "table",
     "transform",
+    "attach",
+    "detach",
     "live",
 )
 
