@@ -130,8 +130,11 @@ def inject(pid: int, source: str) -> str:
             "-ex", "call (void)PyGILState_Release($1)",
         ]  # fmt: skip
         try:
+            # gdb must not inherit preloaded libraries (a sanitizer runtime,
+            # an allocator) meant for Python programs.
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
             proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=GDB_TIMEOUT, check=False
+                command, capture_output=True, text=True, timeout=GDB_TIMEOUT, check=False, env=env
             )
         except subprocess.TimeoutExpired:
             raise CommandError(f"gdb did not finish within {GDB_TIMEOUT} s") from None
