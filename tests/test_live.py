@@ -945,3 +945,29 @@ def test_view_shows_names_verbatim() -> None:
         await pilot.press("q")
 
     run_app(source, scenario)
+
+
+class FakeNativeRecord(FakeRecord):
+    def __init__(self, python: list[tuple[str, str, int]], hybrid: list[tuple[str, str, int]]):
+        super().__init__(1, "MainThread", 64, 1, python)
+        self._hybrid = hybrid
+
+    def hybrid_stack_trace(self, max_stacks: int | None = None) -> list[tuple[str, str, int]]:
+        return list(self._hybrid)
+
+
+def test_view_shows_native_frames_of_native_captures() -> None:
+    rec = FakeNativeRecord(
+        [("caller", "app.py", 3)],
+        [("c_alloc", "ext.c", 40), ("caller", "app.py", 3), ("main", "python.c", 1)],
+    )
+    source = FakeSource([rec])
+    source.has_native_traces = True  # type: ignore[attr-defined]
+
+    async def scenario(app: LiveApp, pilot: Any) -> None:
+        rows = table_rows(app)
+        assert [r[:2] for r in rows][0] == ["c_alloc", "ext.c:40"]
+        assert {r[0] for r in rows} == {"c_alloc", "caller", "main"}
+        await pilot.press("q")
+
+    run_app(source, scenario)

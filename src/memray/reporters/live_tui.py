@@ -67,14 +67,16 @@ SORT_KEYS: dict[str, str] = {
 }
 
 
-def aggregate_locations(records: Iterable[Any]) -> list[LocationRow]:
+def aggregate_locations(records: Iterable[Any], native: bool = False) -> list[LocationRow]:
     """Folds snapshot records into rows per (function, file, line): a record
     counts as own memory at its innermost frame, and once towards the total
-    of every distinct frame of its stack."""
+    of every distinct frame of its stack (the hybrid stack when native)."""
     rows: dict[tuple[str, str, int], LocationRow] = {}
     for record in records:
         size, count = record.size, record.n_allocations
-        stack = record.stack_trace() or [(UNKNOWN_FUNCTION, UNKNOWN_FUNCTION, 0)]
+        stack = (record.hybrid_stack_trace() if native else record.stack_trace()) or [
+            (UNKNOWN_FUNCTION, UNKNOWN_FUNCTION, 0)
+        ]
         seen: set[tuple[str, str, int]] = set()
         for depth, (function, file, line) in enumerate(stack):
             key = (function, file, line)
@@ -232,7 +234,8 @@ class LiveApp(App[None]):
     def update_view(self) -> None:
         records = self.visible_records()
         shown = sum(record.size for record in records)
-        self.rows = sort_locations(aggregate_locations(records), self.sort_by)
+        native = bool(getattr(self.source, "has_native_traces", False))
+        self.rows = sort_locations(aggregate_locations(records, native), self.sort_by)
         table = self.query_one("#table", DataTable)
         cursor = table.cursor_row
         table.clear()
