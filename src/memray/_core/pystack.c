@@ -20,6 +20,7 @@
 
 #include "format.h"
 #include "hashmap.h"
+#include "util.h"
 #include "pystack.h"
 #include "tracker.h"
 
@@ -41,21 +42,6 @@ static size_t refs_n, refs_held, refs_cap;
  * read by hooks afterwards. */
 static const void *boundary_frame;
 static uint32_t boundary_tid;
-
-static int grow(mr_pyframe_t **arr, uint32_t *cap, uint32_t need)
-{
-    if (need <= *cap)
-        return 0;
-    uint32_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    mr_pyframe_t *p = realloc(*arr, n * sizeof *p);
-    if (p == NULL)
-        return -ENOMEM;
-    *arr = p;
-    *cap = n;
-    return 0;
-}
 
 static inline size_t memo_slot(uint64_t parent, const void *instr)
 {
@@ -80,7 +66,7 @@ int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
         /* A frame still copying its arguments has no line yet. */
         if (_PyFrame_IsIncomplete(f))
             continue;
-        if (n == c->walk_cap && grow(&c->walk, &c->walk_cap, n + 1) < 0)
+        if (mr_grow_array((void **)&c->walk, &c->walk_cap, n + 1, sizeof *c->walk) < 0)
             return -ENOMEM;
         c->walk[n++] = (mr_pyframe_t){f, f->f_code, f->prev_instr, 0, f->is_entry};
         if (f == boundary_frame && tid == boundary_tid)
@@ -97,7 +83,7 @@ int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
     }
     /* Extend the match through the memo: frames that differ from last time
      * only in where they are, at places seen before. */
-    if (k < n && grow(&c->cache, &c->cache_cap, n) < 0)
+    if (k < n && mr_grow_array((void **)&c->cache, &c->cache_cap, n, sizeof *c->cache) < 0)
         return -ENOMEM;
     uint32_t prefix = k;
     while (k < n) {
@@ -167,14 +153,8 @@ static int intern_code(mr_writer_t *w, PyCodeObject *code, uint64_t *id)
 {
     if (mr_hm_get(&code_ids, (uint64_t)(uintptr_t)code, id))
         return 0;
-    if (refs_n == refs_cap) {
-        size_t n = refs_cap ? refs_cap * 2 : 256;
-        PyObject **p = realloc(refs, n * sizeof *p);
-        if (p == NULL)
-            return -ENOMEM;
-        refs = p;
-        refs_cap = n;
-    }
+    if (mr_grow_array((void **)&refs, &refs_cap, refs_n + 1, sizeof *refs) < 0)
+        return -ENOMEM;
     char name[1024], file[4096];
     size_t name_len = utf8_of(code->co_name, name, sizeof name);
     size_t file_len = utf8_of(code->co_filename, file, sizeof file);
@@ -224,7 +204,7 @@ int mr_pystack_resolve_locked(mr_pystack_cache_t *c, mr_writer_t *w, uint64_t *n
         *node = n ? c->cache[n - 1].node : 0;
         return 0;
     }
-    if (grow(&c->cache, &c->cache_cap, n) < 0)
+    if (mr_grow_array((void **)&c->cache, &c->cache_cap, n, sizeof *c->cache) < 0)
         return -ENOMEM;
     uint64_t parent = k ? c->cache[k - 1].node : 0;
     c->cache_n = k; /* entries past k are rewritten below */

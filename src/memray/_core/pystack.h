@@ -37,9 +37,11 @@ typedef struct mr_pystack_memo {
 typedef struct mr_pystack_cache {
     mr_pystack_memo_t memo[MR_PYSTACK_MEMO];
     mr_pyframe_t *cache; /* outermost first: the stack resolved last time */
-    uint32_t cache_n, cache_cap;
+    uint32_t cache_n;
+    size_t cache_cap;
     mr_pyframe_t *walk; /* innermost first: the stack walked now */
-    uint32_t walk_n, walk_cap;
+    uint32_t walk_n;
+    size_t walk_cap;
     uint32_t matched;    /* outermost walk entries equal to the cache's */
     uint64_t generation; /* tracker generation the cache's node ids belong to */
 } mr_pystack_cache_t;

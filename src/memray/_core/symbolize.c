@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "hashmap.h"
+#include "util.h"
 
 /* From the C++ runtime: demangles Itanium ABI names. */
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -79,15 +80,10 @@ static const char *own(mr_symbolizer_t *s, char *str)
 {
     if (str == NULL)
         return NULL;
-    if (s->n_strings == s->cap_strings) {
-        size_t cap = s->cap_strings ? s->cap_strings * 2 : 256;
-        char **p = realloc(s->strings, cap * sizeof *p);
-        if (p == NULL) {
-            free(str);
-            return NULL;
-        }
-        s->strings = p;
-        s->cap_strings = cap;
+    if (mr_grow_array((void **)&s->strings, &s->cap_strings, s->n_strings + 1, sizeof *s->strings) <
+        0) {
+        free(str);
+        return NULL;
     }
     s->strings[s->n_strings++] = str;
     return str;
@@ -132,14 +128,9 @@ static object_t *object_for(mr_symbolizer_t *s, const char *path, uint64_t bias,
         }
         key++;
     }
-    if (s->n_objects == s->cap_objects) {
-        size_t cap = s->cap_objects ? s->cap_objects * 2 : 32;
-        object_t *p = realloc(s->objects, cap * sizeof *p);
-        if (p == NULL)
-            return NULL;
-        s->objects = p;
-        s->cap_objects = cap;
-    }
+    if (mr_grow_array((void **)&s->objects, &s->cap_objects, s->n_objects + 1, sizeof *s->objects) <
+        0)
+        return NULL;
     object_t *o = &s->objects[s->n_objects];
     *o = (object_t){.path = strdup(path), .bias = bias};
     if (o->path == NULL || mr_hm_put(&s->object_ids, key, s->n_objects) < 0) {
@@ -164,14 +155,8 @@ static object_t *object_for(mr_symbolizer_t *s, const char *path, uint64_t bias,
 
 static int push_frame(mr_symbolizer_t *s, const char *function, const char *file, unsigned line)
 {
-    if (s->n_frames == s->cap_frames) {
-        size_t cap = s->cap_frames ? s->cap_frames * 2 : 1024;
-        mr_sym_frame_t *p = realloc(s->frames, cap * sizeof *p);
-        if (p == NULL)
-            return -ENOMEM;
-        s->frames = p;
-        s->cap_frames = cap;
-    }
+    if (mr_grow_array((void **)&s->frames, &s->cap_frames, s->n_frames + 1, sizeof *s->frames) < 0)
+        return -ENOMEM;
     s->frames[s->n_frames++] =
         (mr_sym_frame_t){function ? function : "<unknown>", file ? file : "", line};
     return 0;
@@ -285,14 +270,8 @@ int mr_sym_resolve(mr_symbolizer_t *s, const char *path, uint64_t bias, uint64_t
         if (n == 0 && push_frame(s, "<unknown>", o ? o->path : path, 0) == 0)
             n = 1;
         r.count = (uint32_t)n;
-        if (s->n_res == s->cap_res) {
-            size_t cap = s->cap_res ? s->cap_res * 2 : 1024;
-            result_t *p = realloc(s->res, cap * sizeof *p);
-            if (p != NULL) {
-                s->res = p;
-                s->cap_res = cap;
-            }
-        }
+        /* Out of memory only costs the cache entry. */
+        mr_grow_array((void **)&s->res, &s->cap_res, s->n_res + 1, sizeof *s->res);
         if (s->n_res < s->cap_res && ip < (1ull << 48) && index < (1u << 16)) {
             s->res[s->n_res] = r;
             if (mr_hm_put(&s->results, rkey, s->n_res) == 0)
