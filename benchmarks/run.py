@@ -16,7 +16,7 @@ Parts (``--parts``, all by default, in this order):
 * ``native-reports``: the same for a flame graph of ``--native`` captures.
 
 Text tables are printed and everything, including every single run, is
-written to ``benchmarks/results/latest.json``. See ``benchmarks/README.md``.
+written to ``benchmarks/results/latest-3.X.json``. See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 from bench_common import (
     BENCH_DIR,
     DRIVER,
+    PY_VERSION,
     RATIO_MIN_BASELINE_S,
     REF_VENV,
     REPO,
@@ -431,15 +432,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per-run timeout in seconds"
     )
     parser.add_argument(
-        "--ours-python", type=Path, help="interpreter with our memray (default .venv/bin/python)"
+        "--ours-python",
+        type=Path,
+        help="interpreter with our memray (default .venv-3.X/bin/python for this 3.X, else .venv)",
     )
     parser.add_argument(
         "--ref-python",
         type=Path,
-        help="interpreter with the reference memray (default benchmarks/.ref-venv, created)",
+        help="interpreter with the reference memray (default benchmarks/.ref-venv-3.X, created)",
     )
     parser.add_argument(
-        "--output", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file"
+        "--output",
+        type=Path,
+        default=RESULTS_DIR / f"latest-{PY_VERSION}.json",
+        help="JSON results file",
     )
     args = parser.parse_args(argv)
     if args.repeat is None:
@@ -465,8 +471,11 @@ def make_tools(
     tools: dict[str, Tool] = {}
     for name in tool_names:
         if name == "ours":
-            default = REPO / ".venv" / "bin" / "python"
-            python = args.ours_python or (default if default.exists() else Path(sys.executable))
+            # The venv `make` builds for this interpreter's version, else .venv.
+            candidates = [REPO / f".venv-{PY_VERSION}" / "bin" / "python"]
+            candidates.append(REPO / ".venv" / "bin" / "python")
+            default = next((c for c in candidates if c.exists()), Path(sys.executable))
+            python = args.ours_python or default
             tools[name] = Tool(name, python)
         else:
             if args.ref_python is not None:

@@ -15,6 +15,7 @@
 #include "analyze.h"
 #include "bind_stacks.h"
 #include "format.h"
+#include "pyframe.h"
 #include "reader.h"
 #include "symbolize.h"
 
@@ -1033,9 +1034,54 @@ static PyTypeObject RecordType = {
     .tp_methods = record_methods,
 };
 
+/* ---- interpreter facts ------------------------------------------------------- */
+
+static PyObject *lines_tuple(const char *s)
+{
+    PyObject *text = PyUnicode_FromString(s);
+    if (text == NULL)
+        return NULL;
+    PyObject *list = PyUnicode_Splitlines(text, 0);
+    Py_DECREF(text);
+    if (list == NULL)
+        return NULL;
+    PyObject *t = PyList_AsTuple(list);
+    Py_DECREF(list);
+    return t;
+}
+
+static PyObject *interpreter_facts(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    size_t n = 0;
+    const mr_pyversion_facts_t *rows = mr_pyversion_facts(0, &n);
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        const mr_pyversion_facts_t *f = &rows[i];
+        PyObject *d = Py_BuildValue(
+            "{s:k,s:s,s:N,s:N,s:N}", "since", (unsigned long)f->since, "eval_symbol",
+            f->eval_symbol, "import_files", lines_tuple(f->import_files), "import_native",
+            lines_tuple(f->import_native), "runpy_files", lines_tuple(f->runpy_files));
+        if (d == NULL || PyList_Append(out, d) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    return out;
+}
+
+static PyMethodDef reader_functions[] = {
+    {"interpreter_facts", interpreter_facts, METH_NOARGS,
+     "What reports know of each supported CPython, newest first: a list of dicts with since "
+     "(PY_VERSION_HEX), eval_symbol, import_files, import_native and runpy_files."},
+    {NULL, NULL, 0, NULL},
+};
+
 int mr_bind_reader_init(PyObject *module)
 {
     if (PyType_Ready(&PassType) < 0 || PyType_Ready(&RecordType) < 0)
+        return -1;
+    if (PyModule_AddFunctions(module, reader_functions) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "CapturePass", (PyObject *)&PassType) < 0 ||
         PyModule_AddObjectRef(module, "AllocationRecord", (PyObject *)&RecordType) < 0)

@@ -1,28 +1,20 @@
 /* pystack.c: reading the calling thread's Python frames inside an allocation
- * hook, interning code objects, frames and stack-trie nodes, and the pymalloc
- * wrappers. The only tracker file that includes Python.h; every CPython
- * version dependency lives here (this file supports CPython 3.11). It never
- * walks another thread's frames, never takes the GIL and never allocates
- * through Python. */
+ * hook, and interning code objects, frames and stack-trie nodes. Version
+ * neutral: every read of interpreter internals goes through pyframe.h. It
+ * never walks another thread's frames, never takes the GIL and never
+ * allocates through Python. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
-#error "pystack.c reads CPython 3.11 interpreter frames; port it for this version"
-#endif
-
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
 
 #include <errno.h>
 #include <stdlib.h>
 
 #include "format.h"
 #include "hashmap.h"
-#include "util.h"
+#define MR_PYFRAME_ACCESSORS
+#include "pyframe.h"
 #include "pystack.h"
-#include "tracker.h"
+#include "util.h"
 
 /* Interning tables: writer lock. Ids are those handed out by the writer. */
 static mr_hm_t code_ids;  /* PyCodeObject* -> CODE id */
@@ -59,16 +51,16 @@ int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
     c->matched = 0;
     /* The thread's own state, whether or not it holds the GIL now. */
     PyThreadState *ts = PyGILState_GetThisThreadState();
-    if (ts == NULL || ts->cframe == NULL)
+    if (ts == NULL)
         return 0;
     uint32_t n = 0;
-    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
-        /* A frame still copying its arguments has no line yet. */
-        if (_PyFrame_IsIncomplete(f))
+    for (const mr_pyiframe_t *f = mr_pyframe_current(ts); f != NULL; f = mr_pyframe_previous(f)) {
+        if (mr_pyframe_skipped(f))
             continue;
         if (mr_grow_array((void **)&c->walk, &c->walk_cap, n + 1, sizeof *c->walk) < 0)
             return -ENOMEM;
-        c->walk[n++] = (mr_pyframe_t){f, f->f_code, f->prev_instr, 0, f->is_entry};
+        c->walk[n++] = (mr_pystack_frame_t){f, mr_pyframe_code(f), mr_pyframe_instr(f), 0,
+                                            mr_pyframe_is_entry(f)};
         if (f == boundary_frame && tid == boundary_tid)
             break;
     }
@@ -76,7 +68,7 @@ int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
     uint32_t m = n < c->cache_n ? n : c->cache_n;
     uint32_t k = 0;
     while (k < m) {
-        const mr_pyframe_t *a = &c->walk[n - 1 - k], *b = &c->cache[k];
+        const mr_pystack_frame_t *a = &c->walk[n - 1 - k], *b = &c->cache[k];
         if (a->frame != b->frame || a->code != b->code || a->instr != b->instr)
             break;
         k++;
@@ -87,7 +79,7 @@ int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
         return -ENOMEM;
     uint32_t prefix = k;
     while (k < n) {
-        const mr_pyframe_t *f = &c->walk[n - 1 - k];
+        const mr_pystack_frame_t *f = &c->walk[n - 1 - k];
         uint64_t parent = k ? c->cache[k - 1].node : 0;
         const mr_pystack_memo_t *e = &c->memo[memo_slot(parent, f->instr)];
         if (e->instr != f->instr || e->parent != parent || e->node == 0)
@@ -169,7 +161,7 @@ static int intern_code(mr_writer_t *w, PyCodeObject *code, uint64_t *id)
     return 0;
 }
 
-static int intern_frame(mr_writer_t *w, const mr_pyframe_t *f, uint64_t *frame_id)
+static int intern_frame(mr_writer_t *w, const mr_pystack_frame_t *f, uint64_t *frame_id)
 {
     PyCodeObject *code = (PyCodeObject *)f->code;
     uint64_t code_id;
@@ -178,13 +170,11 @@ static int intern_frame(mr_writer_t *w, const mr_pyframe_t *f, uint64_t *frame_i
         return rc;
     if (code_id >= (1ull << 32))
         return -EOVERFLOW;
-    uint64_t offset = (uint64_t)((const _Py_CODEUNIT *)f->instr - _PyCode_CODE(code));
+    uint64_t offset = mr_pyframe_offset(code, f->instr);
     uint64_t ikey = code_id << 32 | (offset & 0xFFFFFFFFu);
     if (mr_hm_get(&instr_ids, ikey, frame_id))
         return 0;
-    int line = PyCode_Addr2Line(code, (int)(offset * sizeof(_Py_CODEUNIT)));
-    if (line < 0)
-        line = 0;
+    int line = mr_pyframe_line(code, f->instr);
     uint64_t lkey = code_id << 32 | (uint32_t)line;
     if (!mr_hm_get(&line_ids, lkey, frame_id)) {
         if ((rc = mr_writer_frame(w, code_id, (uint32_t)line, frame_id)) < 0)
@@ -209,7 +199,7 @@ int mr_pystack_resolve_locked(mr_pystack_cache_t *c, mr_writer_t *w, uint64_t *n
     uint64_t parent = k ? c->cache[k - 1].node : 0;
     c->cache_n = k; /* entries past k are rewritten below */
     for (uint32_t i = k; i < n; i++) {
-        const mr_pyframe_t *f = &c->walk[n - 1 - i];
+        const mr_pystack_frame_t *f = &c->walk[n - 1 - i];
         uint64_t frame_id, id;
         int rc = intern_frame(w, f, &frame_id);
         if (rc < 0)
@@ -252,7 +242,7 @@ void mr_pystack_reset_locked(void)
 void mr_pystack_set_boundary(void *frame_object, uint32_t tid)
 {
     PyObject *f = frame_object;
-    boundary_frame = (f != NULL && PyFrame_Check(f)) ? ((PyFrameObject *)f)->f_frame : NULL;
+    boundary_frame = (f != NULL && PyFrame_Check(f)) ? mr_pyframe_of_object(f) : NULL;
     boundary_tid = tid;
 }
 
@@ -271,72 +261,4 @@ void mr_pystack_release_code_refs(void)
 uint32_t mr_pystack_python_hexversion(void)
 {
     return PY_VERSION_HEX;
-}
-
-/* pymalloc wrappers. ctx is the wrapped allocator. The guard is raised around
- * the wrapped call so the malloc pymalloc makes for large blocks is not
- * recorded a second time. */
-static PyMemAllocatorEx orig_mem, orig_obj;
-static int pymalloc_wrapped;
-
-static void *pm_malloc(void *ctx, size_t n)
-{
-    PyMemAllocatorEx *a = ctx;
-    mr_tracker_guard++;
-    void *p = a->malloc(a->ctx, n);
-    mr_tracker_guard--;
-    if (p != NULL && mr_tracker_wants())
-        mr_tracker_record_alloc(p, n, MR_PYMALLOC_MALLOC);
-    return p;
-}
-
-static void *pm_calloc(void *ctx, size_t nelem, size_t elsize)
-{
-    PyMemAllocatorEx *a = ctx;
-    mr_tracker_guard++;
-    void *p = a->calloc(a->ctx, nelem, elsize);
-    mr_tracker_guard--;
-    if (p != NULL && mr_tracker_wants())
-        mr_tracker_record_alloc(p, nelem * elsize, MR_PYMALLOC_CALLOC);
-    return p;
-}
-
-static void *pm_realloc(void *ctx, void *ptr, size_t n)
-{
-    PyMemAllocatorEx *a = ctx;
-    if (ptr != NULL && mr_tracker_wants())
-        mr_tracker_record_free(ptr, MR_PYMALLOC_FREE, 0);
-    mr_tracker_guard++;
-    void *p = a->realloc(a->ctx, ptr, n);
-    mr_tracker_guard--;
-    if (p != NULL && mr_tracker_wants())
-        mr_tracker_record_alloc(p, n, MR_PYMALLOC_REALLOC);
-    return p;
-}
-
-static void pm_free(void *ctx, void *ptr)
-{
-    PyMemAllocatorEx *a = ctx;
-    if (ptr != NULL && mr_tracker_wants())
-        mr_tracker_record_free(ptr, MR_PYMALLOC_FREE, 0);
-    mr_tracker_guard++;
-    a->free(a->ctx, ptr);
-    mr_tracker_guard--;
-}
-
-void mr_pystack_trace_pymalloc(int on)
-{
-    if (on && !pymalloc_wrapped) {
-        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &orig_mem);
-        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &orig_obj);
-        PyMemAllocatorEx mem = {&orig_mem, pm_malloc, pm_calloc, pm_realloc, pm_free};
-        PyMemAllocatorEx obj = {&orig_obj, pm_malloc, pm_calloc, pm_realloc, pm_free};
-        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
-        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
-        pymalloc_wrapped = 1;
-    } else if (!on && pymalloc_wrapped) {
-        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &orig_mem);
-        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &orig_obj);
-        pymalloc_wrapped = 0;
-    }
 }

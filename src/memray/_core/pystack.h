@@ -2,8 +2,8 @@
  * allocates, read from the thread's own frame chain (no profile hook: calls
  * that allocate nothing cost nothing), turned into NODE ids of the stack trie
  * with a per-thread cache of the frames already resolved. Also owns the
- * code-object registration (CODE/FRAME/NODE interning) and the pymalloc
- * wrappers. Everything that depends on the CPython version is in pystack.c. */
+ * code-object registration (CODE/FRAME/NODE interning). Version neutral: what
+ * differs between CPython versions is read through pyframe.h. */
 #ifndef MR_PYSTACK_H
 #define MR_PYSTACK_H
 
@@ -14,13 +14,13 @@
 
 /* One interpreter frame as seen by the walk; node is the trie id of the stack
  * from the outermost frame down to this one (cache entries only). */
-typedef struct mr_pyframe {
+typedef struct mr_pystack_frame {
     const void *frame; /* the _PyInterpreterFrame */
     const void *code;  /* its code object */
     const void *instr; /* its current instruction */
     uint64_t node : 63;
     uint64_t entry : 1; /* first frame of its interpreter loop call */
-} mr_pyframe_t;
+} mr_pystack_frame_t;
 
 /* Direct-mapped memory of (parent node, instruction) -> node: a loop whose
  * allocations alternate between a few lines of one function resolves them
@@ -36,10 +36,10 @@ typedef struct mr_pystack_memo {
 /* Per-thread state, owned by that thread's mr_thread_t (tracker.c). */
 typedef struct mr_pystack_cache {
     mr_pystack_memo_t memo[MR_PYSTACK_MEMO];
-    mr_pyframe_t *cache; /* outermost first: the stack resolved last time */
+    mr_pystack_frame_t *cache; /* outermost first: the stack resolved last time */
     uint32_t cache_n;
     size_t cache_cap;
-    mr_pyframe_t *walk; /* innermost first: the stack walked now */
+    mr_pystack_frame_t *walk; /* innermost first: the stack walked now */
     uint32_t walk_n;
     size_t walk_cap;
     uint32_t matched;    /* outermost walk entries equal to the cache's */
@@ -65,10 +65,6 @@ void mr_pystack_reset_locked(void);
  * thread tid are hidden: the caller of `with Tracker(...)` sees its stacks
  * start at the with line. GIL held, before tracking starts. */
 void mr_pystack_set_boundary(void *frame_object, uint32_t tid);
-
-/* GIL held. Wraps (on=1) or unwraps (on=0) the PYMEM_DOMAIN_MEM and
- * PYMEM_DOMAIN_OBJ allocators so pymalloc calls are recorded. */
-void mr_pystack_trace_pymalloc(int on);
 
 /* GIL held, tracking stopped: drops the references taken on code objects. */
 void mr_pystack_release_code_refs(void);

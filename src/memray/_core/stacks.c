@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyframe.h"
+
 /* Enough for any real stack; deeper ones are cut at the outer end. */
 #define MAX_IPS 1024
 #define MAX_INLINE 32
@@ -42,9 +44,9 @@ size_t mr_stacks_native(const mr_reader_t *r, mr_symbolizer_t *s, uint64_t nativ
     return n;
 }
 
-static int is_eval_loop(const mr_sym_frame_t *f)
+static int is_eval_loop(const mr_sym_frame_t *f, const char *eval_symbol)
 {
-    return strcmp(f->function, "_PyEval_EvalFrameDefault") == 0;
+    return strcmp(f->function, eval_symbol) == 0;
 }
 
 size_t mr_stacks_hybrid(const mr_reader_t *r, mr_symbolizer_t *s, uint64_t node, uint64_t native,
@@ -54,6 +56,8 @@ size_t mr_stacks_hybrid(const mr_reader_t *r, mr_symbolizer_t *s, uint64_t node,
     mr_pyframe_loc_t *py = malloc(npy_max * sizeof *py);
     mr_sym_frame_t *nat = malloc(MAX_IPS * sizeof *nat);
     size_t n = 0;
+    const char *eval_symbol =
+        mr_pyversion_facts(mr_reader_header(r)->py_hexversion, NULL)->eval_symbol;
     if (py == NULL || nat == NULL)
         goto out;
     size_t npy = node ? mr_reader_stack(r, node, py, npy_max) : 0;
@@ -67,7 +71,7 @@ size_t mr_stacks_hybrid(const mr_reader_t *r, mr_symbolizer_t *s, uint64_t node,
      * at an entry frame: the frames one interpreter-loop call ran. */
     size_t p = 0;
     for (size_t i = 0; i < nnat && n < max; i++) {
-        if (!is_eval_loop(&nat[i])) {
+        if (!is_eval_loop(&nat[i], eval_symbol)) {
             out[n++] = nat[i];
             continue;
         }

@@ -17,10 +17,10 @@
 size_t mr_stacks_native(const mr_reader_t *r, mr_symbolizer_t *s, uint64_t native,
                         uint64_t generation, mr_sym_frame_t *out, size_t max);
 
-/* The hybrid stack: the native frames with every _PyEval_EvalFrameDefault
- * frame replaced by the Python frames of NODE `node` that it ran (matched from
- * the innermost; interpreter frames whose Python frames are hidden are left
- * out). Without native frames it is the Python stack. Returns the count. */
+/* The hybrid stack: the native frames with every interpreter-loop frame (the
+ * eval symbol of the capture's CPython, pyframe.h) replaced by the Python frames of NODE `node`
+ * that it ran (matched from the innermost; interpreter frames whose Python frames are hidden are
+ * left out). Without native frames it is the Python stack. Returns the count. */
 size_t mr_stacks_hybrid(const mr_reader_t *r, mr_symbolizer_t *s, uint64_t node, uint64_t native,
                         uint64_t generation, mr_sym_frame_t *out, size_t max);
 

@@ -1,6 +1,6 @@
 /* tracker.c: global tracking state, per-thread state, the writer lock, fork
  * handlers and the memory sampler thread. Events come in from hooks.c and the
- * pymalloc wrappers; stacks come from pystack.c; bytes go out via writer.c or,
+ * pymalloc wrappers (pymalloc.c); stacks come from pystack.c; bytes go out via writer.c or,
  * for aggregated captures, into aggregate.c until tracking stops. */
 #define _GNU_SOURCE
 #include "tracker.h"
@@ -20,6 +20,7 @@
 #include "format.h"
 #include "hooks.h"
 #include "native.h"
+#include "pymalloc.h"
 #include "pystack.h"
 #include "sink.h"
 #include "writer.h"
@@ -445,7 +446,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     }
     g.started = 1;
     if (opts->trace_pymalloc)
-        mr_pystack_trace_pymalloc(1);
+        mr_pymalloc_trace(1);
     pthread_mutex_lock(&g.lock);
     __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
     uint64_t before = stream_size_locked();
@@ -476,7 +477,7 @@ int mr_tracker_stop(void)
     mr_tracker_guard++;
     sampler_stop();
     if (g.opts.trace_pymalloc)
-        mr_pystack_trace_pymalloc(0);
+        mr_pymalloc_trace(0);
     pthread_mutex_lock(&g.lock);
     int rc = 0;
     if (g.inherited) {

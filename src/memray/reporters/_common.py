@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import jinja2
 
+from memray._memray import interpreter_facts
+
 Frame = tuple[str, str, int]
 
 _HERE = Path(__file__).parent
@@ -117,14 +119,25 @@ def render_template(name: str, **context: Any) -> str:
     return _environment().get_template(name).render(data_json=dumps_for_html(data), **context)
 
 
+def _interpreter_files(key: str) -> tuple[str, ...]:
+    """The union over every supported CPython (pyframe.h) of one fact."""
+    return tuple(sorted({name for facts in interpreter_facts() for name in facts[key]}))
+
+
+_IMPORT_FILES = _interpreter_files("import_files")
+_IMPORT_NATIVE = frozenset(_interpreter_files("import_native"))
+_RUNPY_FILES = _interpreter_files("runpy_files")
+
+
+def _names_file(file: str, names: tuple[str, ...]) -> bool:
+    """file is one of names: itself for "<frozen ...>" names, else by its tail."""
+    return any(file == n or (not n.startswith("<") and file.endswith("/" + n)) for n in names)
+
+
 def is_import_system(function: str, file: str) -> bool:
-    if "frozen importlib" in file or file.endswith(
-        ("importlib/_bootstrap.py", "importlib/_bootstrap_external.py")
-    ):
+    if _names_file(file, _IMPORT_FILES):
         return True
-    return function in {"import_name", "import_from", "import_all_from"} and file.endswith(
-        "ceval.c"
-    )
+    return function in _IMPORT_NATIVE and file.endswith("ceval.c")
 
 
 def is_cpython_internal(function: str, file: str) -> bool:
@@ -144,7 +157,7 @@ def is_cpython_internal(function: str, file: str) -> bool:
 def is_uninteresting(function: str, file: str) -> bool:
     """Frames that are plumbing rather than the program: runpy, memray itself,
     the interpreter's call machinery in native traces."""
-    if file.endswith("runpy.py") or file == "<frozen runpy>":
+    if _names_file(file, _RUNPY_FILES):
         return True
     if file.startswith(_MEMRAY_DIR):
         return True
