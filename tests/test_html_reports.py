@@ -986,3 +986,30 @@ def test_import_frames_flagged_and_hidden(tmp_path: Path) -> None:
         assert b.problems() == []
     finally:
         b.close()
+
+
+def test_frame_flags_know_each_interpreters_plumbing() -> None:
+    from memray._memray import interpreter_facts
+    from memray.reporters._common import (
+        FLAG_IMPORT_SYSTEM,
+        FLAG_NATIVE,
+        FLAG_UNINTERESTING,
+        frame_flags,
+    )
+
+    facts = interpreter_facts()
+    assert [f["since"] for f in facts] == [0x030D0000, 0x030C0000, 0x030B0000]
+    assert any(f["since"] <= sys.hexversion < f["since"] + 0x10000 for f in facts)
+    lib = f"/usr/lib/python{sys.version_info.major}.{sys.version_info.minor}"
+    cases = {
+        ("_find_and_load", "<frozen importlib._bootstrap>"): FLAG_IMPORT_SYSTEM,
+        ("exec_module", "<frozen importlib._bootstrap_external>"): FLAG_IMPORT_SYSTEM,
+        ("_call_with_frames_removed", f"{lib}/importlib/_bootstrap.py"): FLAG_IMPORT_SYSTEM,
+        ("_run_code", "<frozen runpy>"): FLAG_UNINTERESTING,
+        ("_run_module_as_main", f"{lib}/runpy.py"): FLAG_UNINTERESTING,
+        ("main", "/home/me/app/myrunpy.py"): 0,
+        ("load", "/home/me/app/importlib_helpers.py"): 0,
+        ("import_name", "Python/ceval.c"): FLAG_IMPORT_SYSTEM | FLAG_NATIVE,
+    }
+    for (function, file), flags in cases.items():
+        assert frame_flags(function, file, native_traces=True) == flags, (function, file)
