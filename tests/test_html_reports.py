@@ -990,6 +990,7 @@ def test_import_frames_flagged_and_hidden(tmp_path: Path) -> None:
 
 def test_frame_flags_know_each_interpreters_plumbing() -> None:
     from memray._memray import interpreter_facts
+
     from memray.reporters._common import (
         FLAG_IMPORT_SYSTEM,
         FLAG_NATIVE,
