@@ -131,9 +131,9 @@ demo: build
 	@echo "open memray-flamegraph-demo.html in a browser"
 
 # Side by side with memray 1.x from PyPI on the same CPython: PYTHON= picks
-# it (python3.12, a path, ...); ours runs from .venv-3.X, the reference from
+# it (3.12, python3.12, a path); ours runs from .venv-3.X, the reference from
 # benchmarks/.ref-venv-3.X. BENCH_ARGS go to run.py (e.g. --quick).
-BENCH_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+BENCH_VERSION = $(shell $(or $(call find_python,$(PYTHON)),$(PYTHON)) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 bench: deps
 	@test -n "$(BENCH_VERSION)" || { echo "$(PYTHON) does not run"; exit 1; }
 	$(MAKE) --no-print-directory .venv-$(BENCH_VERSION)/.pip-stamp
