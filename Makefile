@@ -95,7 +95,7 @@ wheel: deps
 wheel-%: .venv-%/.pip-stamp deps
 	rm -rf build/wheelhouse-$* && mkdir -p dist
 	rm -f dist/memray-*-cp$(subst .,,$*)-cp$(subst .,,$*)-*.whl
-	.venv-$*/bin/python -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build/wheel-py$* \
+	.venv-$*/bin/python -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build/py$* \
 	  -w build/wheelhouse-$* .
 	PATH="$(CURDIR)/.venv-$*/bin:$$PATH" .venv-$*/bin/auditwheel repair -w dist build/wheelhouse-$*/*.whl
 
