@@ -11,7 +11,7 @@ PY_VERSIONS := 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
 find_python = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)))),$(shell command -v python$(1) 2>/dev/null))
 VPY := $(VENV)/bin/python
-APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb chromium
+APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb lldb chromium
 BUILD_DIR := build/release
 # Build tools, runtime dependencies and what the tests use (protobuf and
 # gprof2dot check the pprof and gprof2dot exports).

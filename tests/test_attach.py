@@ -1,4 +1,9 @@
-"""memray attach / detach: tracking a running process through gdb."""
+"""memray attach / detach: tracking a running process through a debugger.
+
+Every test that injects runs once per method (gdb, lldb, auto). A method is
+probed first by running one line of Python in a fresh interpreter; a method
+that cannot do that on this machine (gdb cannot on some CPUs) is skipped with
+the debugger's own reason, and auto is skipped only when no method works."""
 
 from __future__ import annotations
 
@@ -12,7 +17,49 @@ from pathlib import Path
 import pytest
 from conftest import TIMEOUT
 
-from memray import FileReader
+from memray import AllocatorType, FileReader
+from memray.commands.attach import METHODS, inject
+from memray.commands.common import CommandError
+
+_PROBE = """
+with open(__STATUS__, "w") as status:
+    status.write("ok")
+"""
+_probed: dict[str, str | None] = {}
+
+
+def _why_not(method: str) -> str | None:
+    """None when method can run code in a Python process here, else why not."""
+    if method not in _probed:
+        sleeper = subprocess.Popen(
+            [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert sleeper.stdout.readline().strip() == "ready"
+            outcome = inject(sleeper.pid, _PROBE, method)
+            _probed[method] = None if outcome == "ok" else outcome
+        except CommandError as error:
+            _probed[method] = str(error)
+        finally:
+            sleeper.kill()
+            sleeper.wait(timeout=TIMEOUT)
+    return _probed[method]
+
+
+@pytest.fixture(params=[*METHODS, "auto"])
+def method(request: pytest.FixtureRequest) -> str:
+    if request.param == "auto":
+        reasons = [_why_not(m) for m in METHODS]
+        if all(reasons):
+            pytest.skip("no debugger can run code in a process here: " + "; ".join(reasons))
+    else:
+        why = _why_not(request.param)
+        if why:
+            pytest.skip(f"{request.param} cannot run code in a process here: {why}")
+    return request.param
+
 
 TARGET = """
 import ctypes, os, sys, time
@@ -51,42 +98,56 @@ def target(tmp_path: Path, testalloc: Path):
         proc.wait(timeout=TIMEOUT)
 
 
-def test_attach_then_detach_records_the_running_program(tmp_path: Path, target) -> None:
+def test_attach_then_detach_records_the_running_program(
+    tmp_path: Path, target, method: str
+) -> None:
     proc, script = target
     out = tmp_path / "attached.bin"
-    attached = memray_cli("attach", str(proc.pid), "-o", str(out))
+    attached = memray_cli("attach", str(proc.pid), "-o", str(out), "--method", method)
     assert attached.returncode == 0, attached.stderr
     assert f"Tracking process {proc.pid}" in attached.stdout
-    again = memray_cli("attach", str(proc.pid), "-o", str(tmp_path / "second.bin"))
+    again = memray_cli(
+        "attach", str(proc.pid), "-o", str(tmp_path / "second.bin"), "--method", method
+    )
     assert again.returncode == 1
     assert "already attached" in again.stderr and len(again.stderr.splitlines()) == 1
     time.sleep(0.5)
-    detached = memray_cli("detach", str(proc.pid))
+    detached = memray_cli("detach", str(proc.pid), "--method", method)
     assert detached.returncode == 0, detached.stderr
     assert proc.poll() is None  # the program runs on
-    with FileReader(out) as reader:
-        assert reader.metadata.pid == proc.pid
-        recs = [r for r in reader.get_leaked_allocation_records() if r.size % 424242 == 0]
     line = next(
         i for i, t in enumerate(textwrap.dedent(TARGET).splitlines(), 1) if "TARGET_LINE" in t
     )
-    assert len(recs) == 1
-    assert recs[0].n_allocations >= 2
-    assert recs[0].size == 424242 * recs[0].n_allocations
-    assert recs[0].stack_trace() == [("<module>", str(script), line)]
-    second = memray_cli("detach", str(proc.pid))
+    where = [("<module>", str(script), line)]
+    with FileReader(out) as reader:
+        assert reader.metadata.pid == proc.pid
+        allocs = [r for r in reader.get_allocation_records() if r.size == 424242]
+        leaked = [
+            r
+            for r in reader.get_leaked_allocation_records()
+            if r.stack_trace() == where and r.allocator == AllocatorType.MALLOC
+        ]
+    assert len(allocs) >= 2
+    assert all(r.stack_trace() == where for r in allocs)
+    # The line's malloc leaks: every block (and the list's item array, when
+    # the list grew through malloc meanwhile: the same line).
+    assert len(leaked) == 1
+    assert leaked[0].size - 424242 * len(allocs) in range(0, 424242)
+    second = memray_cli("detach", str(proc.pid), "--method", method)
     assert second.returncode == 1
     assert "not attached" in second.stderr and len(second.stderr.splitlines()) == 1
 
 
-def test_attach_with_duration_stops_by_itself(tmp_path: Path, target) -> None:
+def test_attach_with_duration_stops_by_itself(tmp_path: Path, target, method: str) -> None:
     proc, _ = target
     out = tmp_path / "timed.bin"
-    attached = memray_cli("attach", str(proc.pid), "-o", str(out), "--duration", "1")
+    attached = memray_cli(
+        "attach", str(proc.pid), "-o", str(out), "--duration", "1", "--method", method
+    )
     assert attached.returncode == 0, attached.stderr
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if memray_cli("detach", str(proc.pid)).returncode == 1:
+        if memray_cli("detach", str(proc.pid), "--method", method).returncode == 1:
             break  # "not attached": the timer already stopped it
         time.sleep(0.5)
     with FileReader(out) as reader:
@@ -106,3 +167,64 @@ def test_attach_errors_are_one_line(tmp_path: Path) -> None:
     assert not_python.returncode == 1
     assert len(not_python.stderr.splitlines()) == 1
     assert "could not run code in process" in not_python.stderr
+    # Each debugger tried gives its own reason.
+    for m in METHODS:
+        assert f"{m}: " in not_python.stderr, not_python.stderr
+
+
+def test_a_failing_debugger_gives_its_own_reason(tmp_path: Path, monkeypatch) -> None:
+    """A debugger that cannot run the code: its words, not a guess."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for m in METHODS:
+        (fake / m).write_text(
+            '#!/bin/sh\necho "warning: something unrelated"\n'
+            f'echo "Couldn\'t write extended state status ({m}): Bad address" >&2\nexit 1\n'
+        )
+        (fake / m).chmod(0o755)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "memray", "attach", str(sleeper.pid), "-o", str(tmp_path / "x")],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}"),
+        )
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"memray: error: could not run code in process {sleeper.pid} ("
+        "gdb: Couldn't write extended state status (gdb): Bad address; "
+        "lldb: Couldn't write extended state status (lldb): Bad address)"
+    )
+
+
+def test_auto_falls_back_when_gdb_cannot_inject(tmp_path: Path, target) -> None:
+    """As on CPUs where gdb 13 fails: auto goes on to lldb."""
+    why = _why_not("lldb")
+    if why:
+        pytest.skip(f"lldb cannot run code in a process here: {why}")
+    proc, _ = target
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "gdb").write_text(
+        '#!/bin/sh\necho "Couldn\'t write extended state status: Bad address." >&2\nexit 1\n'
+    )
+    (fake / "gdb").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    out = tmp_path / "auto.bin"
+    for command in (["attach", str(proc.pid), "-o", str(out)], ["detach", str(proc.pid)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "memray", *command],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        time.sleep(0.3)
+    with FileReader(out) as reader:
+        assert any(r.size % 424242 == 0 for r in reader.get_leaked_allocation_records())

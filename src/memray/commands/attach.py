@@ -1,11 +1,14 @@
 """``memray attach PID`` / ``memray detach PID``: start and stop tracking in a
 running Python process.
 
-gdb stops the process for a moment and runs a few lines of Python in it (with
-the GIL): they enter a Tracker writing to the requested file, or exit it. The
+A debugger (gdb or lldb: ``--method``, by default whichever works first)
+stops the process for a moment and runs a few lines of Python in it (with the
+GIL): they enter a Tracker writing to the requested file, or exit it. The
 process must be able to import memray; this installation's package directory
 is put on its path for that import if needed. The injected code reports
-success or its error through a status file, so the command prints one line.
+success or its error through a status file, so the command prints one line;
+when no debugger could run the code, the line gives each debugger's own
+reason.
 """
 
 from __future__ import annotations
@@ -21,12 +24,18 @@ from pathlib import Path
 
 from .common import CommandError, check_output_file, positive_int
 
-HELP = "Start tracking a running Python process (through gdb)"
+HELP = "Start tracking a running Python process (through gdb or lldb)"
 DESCRIPTION = (
-    "Start tracking a running Python process: gdb injects a Tracker writing to the "
-    "output file. Stop it with `memray detach PID`, or pass --duration."
+    "Start tracking a running Python process: a debugger (gdb or lldb) injects a Tracker "
+    "writing to the output file. Stop it with `memray detach PID`, or pass --duration."
 )
-GDB_TIMEOUT = 60
+DEBUGGER_TIMEOUT = 60
+# --method auto tries these in order. gdb 13 cannot run code in another
+# process on some CPUs ("Couldn't write extended state status"); lldb can.
+METHODS = ("gdb", "lldb")
+# Lines debuggers print that are not about the injection (Debian's lldb 14
+# cannot load its Python scripting and says so on every start).
+_NOISE = ("lldb.embedded_interpreter", "Traceback (most recent call last)", 'File "<string>"')
 
 _ATTACH = """
 import sys
@@ -103,53 +112,105 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=positive_int, help="detach by itself after this many seconds"
     )
+    add_method_argument(parser)
 
 
-def inject(pid: int, source: str) -> str:
-    """Runs source in process pid with the GIL held; returns its status text."""
-    gdb = shutil.which("gdb")
-    if gdb is None:
-        raise CommandError("gdb is needed to attach to a process and was not found")
+def add_method_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method",
+        choices=("auto", *METHODS),
+        default="auto",
+        help="debugger that runs the code in the process (default: auto, each until one works)",
+    )
+
+
+def _debugger_command(method: str, exe: str, pid: int, code: str) -> list[str]:
+    """Takes the GIL, runs code with PyRun_SimpleString, releases the GIL."""
+    if method == "gdb":
+        return [
+            exe, "-p", str(pid), "-batch", "-nx",
+            "-ex", "set confirm off",
+            "-ex", "call (int)PyGILState_Ensure()",
+            "-ex", f'call (int)PyRun_SimpleString("{code}")',
+            "-ex", "call (void)PyGILState_Release($1)",
+        ]  # fmt: skip
+    # lldb needs the functions' types; through pointer casts a libpython
+    # without debug information works too.
+    ensure = "((int (*)(void))PyGILState_Ensure)()"
+    run = f'((int (*)(const char *))PyRun_SimpleString)("{code}")'
+    return [
+        exe, "-p", str(pid), "--batch", "--no-lldbinit",
+        "-o", f"expr {ensure}",
+        "-o", f"expr {run}",
+        "-o", "expr ((void (*)(int))PyGILState_Release)($0)",
+        "-o", "process detach",
+    ]  # fmt: skip
+
+
+def _reason(proc: subprocess.CompletedProcess) -> str:
+    """The debugger's own words on why the code did not run."""
+    lines = [
+        line.strip()
+        for line in (proc.stderr + "\n" + proc.stdout).splitlines()
+        if line.strip() and not any(noise in line for noise in _NOISE)
+    ]
+    keys = ("error", "couldn't", "cannot", "ptrace", "not permitted", "failed", "no symbol")
+    for line in lines:
+        if any(key in line.lower() for key in keys):
+            return line
+    return lines[-1] if lines else f"exit status {proc.returncode}, nothing printed"
+
+
+def _inject_with(method: str, pid: int, status: Path, code: str) -> str | None:
+    """Runs code in pid with one debugger: None when it ran (status written),
+    else the debugger's reason."""
+    exe = shutil.which(method)
+    if exe is None:
+        return "not installed"
+    # A debugger must not inherit preloaded libraries (a sanitizer runtime, an
+    # allocator) meant for Python programs.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    try:
+        proc = subprocess.run(
+            _debugger_command(method, exe, pid, code),
+            capture_output=True,
+            text=True,
+            timeout=DEBUGGER_TIMEOUT,
+            check=False,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not finish within {DEBUGGER_TIMEOUT} s"
+    deadline = time.monotonic() + 5
+    while not status.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return None if status.exists() else _reason(proc)
+
+
+def inject(pid: int, source: str, method: str = "auto") -> str:
+    """Runs source in process pid with the GIL held, through the debugger
+    named by method (or each of METHODS in turn); returns its status text."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         raise CommandError(f"no process with pid {pid}") from None
     except PermissionError:
         raise CommandError(f"not allowed to attach to process {pid}") from None
+    methods = METHODS if method == "auto" else (method,)
+    failures = []
     with tempfile.TemporaryDirectory(prefix="memray-attach-") as tmp:
         status = Path(tmp) / "status"
         os.chmod(tmp, 0o777)  # the target may run as another user
         payload = source.replace("__STATUS__", repr(str(status)))
         encoded = base64.b64encode(payload.encode()).decode()
         code = f"import base64;exec(base64.b64decode('{encoded}'))"
-        command = [
-            gdb, "-p", str(pid), "-batch", "-nx",
-            "-ex", "set confirm off",
-            "-ex", "call (int)PyGILState_Ensure()",
-            "-ex", f'call (int)PyRun_SimpleString("{code}")',
-            "-ex", "call (void)PyGILState_Release($1)",
-        ]  # fmt: skip
-        try:
-            # gdb must not inherit preloaded libraries (a sanitizer runtime,
-            # an allocator) meant for Python programs.
-            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-            proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=GDB_TIMEOUT, check=False, env=env
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandError(f"gdb did not finish within {GDB_TIMEOUT} s") from None
-        deadline = time.monotonic() + 5
-        while not status.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not status.exists():
-            why = next(
-                (line for line in proc.stderr.splitlines() if "ptrace" in line.lower()), None
-            )
-            raise CommandError(
-                f"could not run code in process {pid}"
-                + (f": {why.strip()}" if why else " (is it a Python 3 process?)")
-            )
-        return status.read_text()
+        for m in methods:
+            why = _inject_with(m, pid, status, code)
+            if why is None:
+                return status.read_text()
+            failures.append(f"{m}: {why}")
+    raise CommandError(f"could not run code in process {pid} ({'; '.join(failures)})")
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -166,7 +227,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         file_format="AGGREGATED_ALLOCATIONS" if args.aggregate else "ALL_ALLOCATIONS",
         duration=args.duration or 0,
     )
-    outcome = inject(args.pid, source)
+    outcome = inject(args.pid, source, args.method)
     if outcome != "ok":
         raise CommandError(f"could not start tracking in process {args.pid}: {outcome}")
     print(f"Tracking process {args.pid} into {output}.")
