@@ -704,3 +704,33 @@ def test_size_histogram_bins_cover_every_size_once() -> None:
         assert home.count >= n
     assert size_histogram({64: 5}) == [type(bins[0])(64, 64, 5)]
     assert size_histogram({}) == []
+
+
+def test_memray_1x_switches_and_words(tmp_path: Path, capture: Path) -> None:
+    # --no-web: memray 1.x's offline switch; ours are always offline.
+    for command in ("flamegraph", "table"):
+        out = tmp_path / f"{command}.html"
+        proc = memray_cli(command, "--no-web", "-o", str(out), str(capture), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "<html" in out.read_text().lower()
+    # parse refuses a terminal, in memray 1.x's words.
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout is the pty
+        os.execv(sys.executable, [sys.executable, "-m", "memray", "parse", str(capture)])
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert output.decode().strip() == (
+        "memray: error: You must redirect stdout to a file or shell pipeline."
+    )

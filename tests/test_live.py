@@ -487,7 +487,7 @@ def test_run_live_refuses_file_options(tmp_path: Path) -> None:
     line = one_line_error(memray_cli("run", "--live-port", "5000", "prog.py", cwd=tmp_path))
     assert "--live-port" in line
     line = one_line_error(memray_cli("run", "--live-remote", "-p", "0", "prog.py", cwd=tmp_path))
-    assert "invalid port" in line
+    assert "Invalid port: " in line
 
 
 def test_run_live_remote_port_in_use(tmp_path: Path) -> None:
@@ -643,7 +643,7 @@ def terminal() -> Iterator[Callable[..., Terminal]]:
 
 def test_memray_live_needs_a_terminal_and_a_valid_port(tmp_path: Path) -> None:
     assert "terminal" in one_line_error(memray_cli("live", str(free_port()), cwd=tmp_path))
-    assert "invalid port" in one_line_error(memray_cli("live", "0", cwd=tmp_path))
+    assert "Invalid port: 0" in one_line_error(memray_cli("live", "0", cwd=tmp_path))
 
 
 def test_memray_live_bad_peers_are_one_line(tmp_path: Path, terminal: Any) -> None:

@@ -77,7 +77,7 @@ def test_every_allocator_exact_size_type_and_line(tmp_path: Path, testalloc: Pat
         1024 * 64: (AllocatorType.ALIGNED_ALLOC, "# ALIGNED_ALLOC"),
         1007: (AllocatorType.MEMALIGN, "# MEMALIGN"),
         1008: (AllocatorType.VALLOC, "# VALLOC"),
-        4096: (AllocatorType.PVALLOC, "# PVALLOC"),
+        1009: (AllocatorType.PVALLOC, "# PVALLOC"),  # requested, not the page it gets
         1 << 20: (AllocatorType.MMAP, "# MMAP"),
     }
     with FileReader(tmp_path / "out.bin") as reader:

@@ -140,12 +140,9 @@ static void *hook_valloc(size_t size)
 static void *hook_pvalloc(size_t size)
 {
     void *p = real.pvalloc(size);
-    if (p != NULL && mr_tracker_wants()) {
-        /* pvalloc rounds the size up to whole pages. */
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        size_t rounded = size ? (size + page - 1) / page * page : page;
-        mr_tracker_record_alloc(p, rounded, MR_PVALLOC);
-    }
+    /* The requested size, as for every allocator (and as memray 1.x records
+     * it), though pvalloc hands out whole pages. */
+    RECORD_ALLOC(p, size, MR_PVALLOC);
     return p;
 }
 

@@ -55,9 +55,20 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_no_web_option(parser: argparse.ArgumentParser) -> None:
+    """memray 1.x's switch for offline reports; ours never fetch anything."""
+    parser.add_argument(
+        "--no-web",
+        action="store_true",
+        default=False,
+        help="Accepted for memray 1.x scripts: reports are always self-contained and offline",
+    )
+
+
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
     add_output_options(parser)
     add_snapshot_options(parser)
+    add_no_web_option(parser)
     parser.add_argument(
         "--split-threads",
         action="store_true",

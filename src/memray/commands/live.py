@@ -46,7 +46,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def check_port(port: int) -> int:
     if not 1 <= port <= 65535:
-        raise CommandError(f"invalid port {port}: it must be between 1 and 65535")
+        # memray 1.x's words, so scripts that look for them still match.
+        raise CommandError(f"Invalid port: {port} (it must be between 1 and 65535)")
     return port
 
 

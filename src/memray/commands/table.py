@@ -14,7 +14,13 @@ from .common import (
     reading,
     snapshot_records,
 )
-from .flamegraph import add_output_options, default_output_path, snapshot_kind, write_text
+from .flamegraph import (
+    add_no_web_option,
+    add_output_options,
+    default_output_path,
+    snapshot_kind,
+    write_text,
+)
 
 HELP = "Generate an HTML table with all records in the peak memory usage"
 DESCRIPTION = """\
@@ -27,6 +33,7 @@ allocations alive at the heap's peak, or leaked (--leaks), or temporary
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
     add_output_options(parser)
     add_snapshot_options(parser)
+    add_no_web_option(parser)
     parser.add_argument(
         "--split-threads",
         action="store_true",
