@@ -718,10 +718,37 @@ def test_greenlets_keep_their_own_stacks(tmp_path: Path, testalloc: Path) -> Non
     script = str(tmp_path / "prog.py")
     L = lambda m: line_of(full, m)
     with FileReader(tmp_path / "out.bin") as reader:
-        stacks = {r.size: r.stack_trace() for r in reader.get_allocation_records()}
+        stacks = {
+            r.size: r.stack_trace()
+            for r in reader.get_allocation_records()
+            if r.allocator == AllocatorType.MALLOC
+        }
     # A greenlet's first frame starts its own stack: what switched to it is
     # not its caller.
     for n in range(2):
         assert stacks[6100 + n] == [("child", script, L("# CHILD1"))]
         assert stacks[6200 + n] == [("child", script, L("# CHILD2"))]
     assert stacks[6300] == [("<module>", script, L("# BETWEEN"))]
+
+
+def test_thread_renamed_after_start_names_what_follows(tmp_path: Path, testalloc: Path) -> None:
+    code = """
+    from memray._test import MemoryAllocator
+
+    original = threading.Thread.name
+    a = MemoryAllocator()
+
+    def work():
+        threading.current_thread().name = "renamed"
+        a.malloc(9002)  # AFTER
+
+    with memray.Tracker("out.bin"):
+        t = threading.Thread(target=work, name="first")
+        t.start()
+        t.join()
+    assert threading.Thread.name is original  # the standard property again
+    """
+    run(code, tmp_path, testalloc)
+    with FileReader(tmp_path / "out.bin") as reader:
+        recs = [r for r in reader.get_allocation_records() if r.size == 9002]
+    assert [r.thread_name for r in recs] == ["renamed"]

@@ -36,6 +36,27 @@ def _name_this_thread(frame: FrameType, event: str, arg: Any) -> None:
     _memray.set_thread_name(threading.get_native_id(), threading.current_thread().name)
 
 
+# threading.Thread.name as the standard library defines it. While a Tracker
+# runs, setting a thread's name also records it (a rename after start does
+# not reach the OS, so no hook sees it otherwise): allocations that follow
+# carry the new name, as in memray 1.x.
+_THREAD_NAME = threading.Thread.name
+
+
+def _set_thread_name_and_record(thread: threading.Thread, name: str) -> None:
+    _THREAD_NAME.fset(thread, name)
+    if thread.native_id is not None:
+        _memray.set_thread_name(thread.native_id, thread.name)
+
+
+def _record_thread_renames(on: bool) -> None:
+    threading.Thread.name = (
+        property(_THREAD_NAME.fget, _set_thread_name_and_record, doc=_THREAD_NAME.__doc__)
+        if on
+        else _THREAD_NAME
+    )
+
+
 class Tracker:
     """Record every allocation made by this process while the ``with`` body runs.
 
@@ -125,6 +146,7 @@ class Tracker:
                 _memray.set_thread_name(thread.native_id, thread.name)
         self._previous_profile = threading.getprofile()
         threading.setprofile(_name_this_thread)
+        _record_thread_renames(True)
         return self
 
     def __exit__(
@@ -134,6 +156,7 @@ class Tracker:
         traceback: TracebackType | None,
     ) -> None:
         threading.setprofile(self._previous_profile)
+        _record_thread_renames(False)
         error = _memray.stop()
         if error is not None and isinstance(self._destination, SocketDestination):
             warnings.warn(

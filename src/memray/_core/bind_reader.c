@@ -845,10 +845,20 @@ static PyObject *python_stack(record_object_t *self, size_t max)
     return mr_py_stack(self->pass->r, &self->pass->code, self->stack_id, max);
 }
 
+/* Deallocations are recorded without a stack; asking for one is an error,
+ * in memray 1.x's words. */
+static int refuse_deallocation(const record_object_t *self)
+{
+    if (!mr_allocator_is_free(self->allocator))
+        return 0;
+    PyErr_SetString(PyExc_NotImplementedError, "Stack traces for deallocations aren't captured.");
+    return -1;
+}
+
 static PyObject *record_stack_trace(record_object_t *self, PyObject *args, PyObject *kwds)
 {
     size_t max;
-    if (parse_max_stacks(args, kwds, &max) < 0)
+    if (refuse_deallocation(self) < 0 || parse_max_stacks(args, kwds, &max) < 0)
         return NULL;
     return python_stack(self, max);
 }
@@ -869,7 +879,7 @@ static PyObject *resolved_stack(record_object_t *self, size_t max, int hybrid)
 static PyObject *record_native_stack_trace(record_object_t *self, PyObject *args, PyObject *kwds)
 {
     size_t max;
-    if (parse_max_stacks(args, kwds, &max) < 0)
+    if (refuse_deallocation(self) < 0 || parse_max_stacks(args, kwds, &max) < 0)
         return NULL;
     return resolved_stack(self, max, 0);
 }
@@ -877,7 +887,7 @@ static PyObject *record_native_stack_trace(record_object_t *self, PyObject *args
 static PyObject *record_hybrid_stack_trace(record_object_t *self, PyObject *args, PyObject *kwds)
 {
     size_t max;
-    if (parse_max_stacks(args, kwds, &max) < 0)
+    if (refuse_deallocation(self) < 0 || parse_max_stacks(args, kwds, &max) < 0)
         return NULL;
     return resolved_stack(self, max, 1);
 }
