@@ -971,3 +971,15 @@ def test_view_shows_native_frames_of_native_captures() -> None:
         await pilot.press("q")
 
     run_app(source, scenario)
+
+
+def test_live_remote_refuses_what_is_not_python_before_waiting(tmp_path: Path) -> None:
+    (tmp_path / "binary.py").write_bytes(b"\x00\x01\x02 not python")
+    (tmp_path / "broken.py").write_text("def broken(:\n    pass\n")
+    port = str(free_port())
+    for program in (["binary.py"], ["broken.py"], ["-c", "x = ("]):
+        for mode in ("--live-remote", "--live"):
+            proc = memray_cli("run", mode, "--live-port", port, *program, cwd=tmp_path)
+            line = one_line_error(proc)
+            assert "Only valid Python files or commands can be executed under memray" in line
+            assert "another shell" not in proc.stdout  # it never waited for a reader

@@ -209,6 +209,7 @@ def _run_live(args: argparse.Namespace) -> int:
         if getattr(args, attr):
             raise CommandError(f"{flag} cannot be used with {mode}: live tracking writes no file")
     program = _Program.from_args(args)  # a missing script fails here, before any waiting
+    program.check_source()
     port = live.check_port(args.live_port) if args.live_port is not None else live.free_port()
     if args.live_mode:
         child_args = ["--native"] if args.native else []
@@ -319,6 +320,27 @@ class _Program:
         if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
             raise CommandError(f"can't find '__main__' module in {script!r}")
         return cls("script", script, [script, *args.script_args])
+
+    def check_source(self) -> None:
+        """A script or -c code that is not Python fails now, in memray 1.x's
+        words, rather than after a live reader has connected."""
+        if self.kind == "code":
+            source: str | bytes = self.target
+        elif self.kind == "script" and os.path.isfile(self.target):
+            if zipfile.is_zipfile(self.target):
+                return
+            with open(self.target, "rb") as f:
+                source = f.read()
+        else:
+            return
+        try:
+            name = "<string>" if self.kind == "code" else self.target
+            compile(source, name, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as error:
+            raise CommandError(
+                "Only valid Python files or commands can be executed under memray "
+                f"({one_line(error)})"
+            ) from None
 
     def _prepare_sys(self) -> None:
         sys.argv = list(self.argv)
