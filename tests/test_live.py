@@ -365,10 +365,33 @@ def test_tracker_port_in_use_is_an_error() -> None:
 def test_reader_nothing_listening_is_an_error() -> None:
     port = free_port()
     start = time.monotonic()
-    with pytest.raises(ConnectionRefusedError) as info, SocketReader(port):
+    with pytest.raises(ConnectionRefusedError) as info, SocketReader(port, timeout=0.5):
         pass
-    assert time.monotonic() - start < 5
+    # It kept trying until its timeout, then gave up.
+    assert 0.4 < time.monotonic() - start < 5
     assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_reader_started_before_the_program_waits_for_it(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "prog.py").write_text(
+        textwrap.dedent(
+            f"""
+            import time, memray
+            time.sleep(1.0)  # the reader is already trying
+            with memray.Tracker(destination=memray.SocketDestination(server_port={port})):
+                keep = [bytearray(100_000) for _ in range(10)]
+                time.sleep(0.5)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "prog.py")], cwd=tmp_path)
+    try:
+        with SocketReader(port, timeout=30) as reader:
+            assert reader.pid == proc.pid
+    finally:
+        proc.wait(timeout=TIMEOUT)
+    assert proc.returncode == 0
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ module shapes what it holds into records like FileReader's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -111,15 +112,21 @@ class LiveAllocationRecord:
         )
 
 
+# How long a reader waits between tries while nothing listens on the port.
+_CONNECT_RETRY_S = 0.05
+
+
 class SocketReader:
     """Follows the allocations of a program tracked with a
     ``SocketDestination(port)``, while it runs.
 
     Entering the context manager connects to ``address:port`` (default
     127.0.0.1) and reads the stream's header, waiting at most ``timeout``
-    seconds for it (**new**: ``address`` and ``timeout``); the stream is then
-    read on a background thread until the program stops tracking. Errors
-    (nothing listening, a peer that is not a tracked program) raise OSError.
+    seconds for both (**new**: ``address`` and ``timeout``). While nothing
+    listens yet it keeps trying, so a reader may start before the program
+    (as in memray 1.x). The stream is then read on a background thread until
+    the program stops tracking. Errors (nothing listening by the timeout, a
+    peer that is not a tracked program) raise OSError.
     """
 
     def __init__(self, port: int, *, address: str = "127.0.0.1", timeout: float = 10.0) -> None:
@@ -138,7 +145,16 @@ class SocketReader:
         if self._used:
             raise ValueError("a SocketReader can be entered only once")
         self._used = True
-        self._impl = _memray.LiveReader(self._address, self._port, self._timeout_ms)
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while True:
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                self._impl = _memray.LiveReader(self._address, self._port, left_ms)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() + _CONNECT_RETRY_S >= deadline:
+                    raise
+                time.sleep(_CONNECT_RETRY_S)
         self._header = self._impl.header
         return self
 
