@@ -434,7 +434,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ours-python",
         type=Path,
-        help="interpreter with our memray (default .venv-3.X/bin/python for this 3.X, else .venv)",
+        help="interpreter with our memray (default .venv-3.X/bin/python for this 3.X, else this one)",
     )
     parser.add_argument(
         "--ref-python",
@@ -471,11 +471,10 @@ def make_tools(
     tools: dict[str, Tool] = {}
     for name in tool_names:
         if name == "ours":
-            # The venv `make` builds for this interpreter's version, else .venv.
-            candidates = [REPO / f".venv-{PY_VERSION}" / "bin" / "python"]
-            candidates.append(REPO / ".venv" / "bin" / "python")
-            default = next((c for c in candidates if c.exists()), Path(sys.executable))
-            python = args.ours_python or default
+            # The venv `make` builds for this interpreter's version, else this
+            # interpreter: never another version's venv.
+            default = REPO / f".venv-{PY_VERSION}" / "bin" / "python"
+            python = args.ours_python or (default if default.exists() else Path(sys.executable))
             tools[name] = Tool(name, python)
         else:
             if args.ref_python is not None:

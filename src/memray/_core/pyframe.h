@@ -135,7 +135,7 @@ static inline int mr_pyframe_is_entry(const mr_pyiframe_t *f)
 }
 
 /* Not a frame of the program: one still copying its arguments or making its
- * cells has no line yet. */
+ * cells has no line yet. For frames mr_pyframe_code gave a code object for. */
 static inline int mr_pyframe_skipped(const mr_pyiframe_t *f)
 {
     return _PyFrame_IsIncomplete((mr_pyiframe_t *)f);
@@ -151,11 +151,11 @@ static inline int mr_pyframe_is_entry(const mr_pyiframe_t *f)
 }
 
 /* Not a frame of the program: a shim, or a frame still copying its arguments
- * or making its cells (no line yet). */
+ * or making its cells (no line yet). For frames mr_pyframe_code gave a code
+ * object for. */
 static inline int mr_pyframe_skipped(const mr_pyiframe_t *f)
 {
-    return f->owner == FRAME_OWNED_BY_CSTACK || mr_pyframe_code(f) == NULL ||
-           _PyFrame_IsIncomplete((mr_pyiframe_t *)f);
+    return f->owner == FRAME_OWNED_BY_CSTACK || _PyFrame_IsIncomplete((mr_pyiframe_t *)f);
 }
 
 #endif

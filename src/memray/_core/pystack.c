@@ -55,12 +55,15 @@ int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)
         return 0;
     uint32_t n = 0;
     for (const mr_pyiframe_t *f = mr_pyframe_current(ts); f != NULL; f = mr_pyframe_previous(f)) {
-        if (mr_pyframe_skipped(f))
+        /* Code first: a frame without any (a C-stack shim) is skipped before
+         * anything reads its code. */
+        PyCodeObject *code = mr_pyframe_code(f);
+        if (code == NULL || mr_pyframe_skipped(f))
             continue;
         if (mr_grow_array((void **)&c->walk, &c->walk_cap, n + 1, sizeof *c->walk) < 0)
             return -ENOMEM;
-        c->walk[n++] = (mr_pystack_frame_t){f, mr_pyframe_code(f), mr_pyframe_instr(f), 0,
-                                            mr_pyframe_is_entry(f)};
+        c->walk[n++] =
+            (mr_pystack_frame_t){f, code, mr_pyframe_instr(f), 0, mr_pyframe_is_entry(f)};
         if (f == boundary_frame && tid == boundary_tid)
             break;
     }
