@@ -3,9 +3,13 @@
  * allocations, allocation lifetimes over snapshot intervals, the temporal
  * high water mark, and the totals behind `memray stats`. No I/O, no Python,
  * no locking; memory from plain malloc. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* tdestroy */
+#endif
 #include "aggregate.h"
 
 #include <errno.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,23 +116,67 @@ static int loctab_get(loctab_t *t, const mr_loc_key_t *key, uint32_t *idx, int *
 
 /* ---- live allocations --------------------------------------------------
  * address -> (location, size, tag) with linear probing and backward-shift
- * deletion (no tombstones, so probe chains never rot under churn). */
+ * deletion (no tombstones, so probe chains never rot under churn).
+ *
+ * Blocks made by mmap are also kept by address range, in a search tree of
+ * their [start, end), because a munmap works on a range: one call may span
+ * several mappings, cut the head, the tail or the middle out of one (leaving
+ * two), or cover gaps. Ranges in the tree never overlap (a new mapping
+ * displaces what it covers, as the kernel does), so "overlaps" is a
+ * consistent equality for tsearch's ordering, and tfind with the range of a
+ * munmap finds one mapping it touches. */
+
+/* Top bit of live_entry_t.size: the block is a mapping, in the range tree. */
+#define LIVE_MAPPED (1ull << 63)
+#define LIVE_SIZE(e) ((e)->size & ~LIVE_MAPPED)
 
 typedef struct live_entry {
     uint64_t addr;
-    uint64_t size;
-    uint32_t loc; /* NONE32 = empty slot */
-    uint32_t tag; /* aggregator-specific: the snapshot index for lifetimes */
+    uint64_t size; /* | LIVE_MAPPED */
+    uint32_t loc;  /* NONE32 = empty slot */
+    uint32_t tag;  /* aggregator-specific: the snapshot index for lifetimes */
 } live_entry_t;
+
+/* The pieces a munmap of its middle made of one mapping: counted as one
+ * allocation by lifetimes until the last piece goes. */
+typedef struct map_group {
+    uint32_t alive; /* pieces still mapped */
+    uint32_t mark;  /* pass that counted the group last (see livetab_counts) */
+} map_group_t;
+
+typedef struct map_range {
+    uint64_t start, end;
+    map_group_t *group; /* NULL until the mapping is split */
+} map_range_t;
 
 typedef struct livetab {
     live_entry_t *slots;
     size_t mask, count;
+    void *ranges; /* tsearch root of map_range_t */
+    uint32_t pass;
 } livetab_t;
+
+static int range_cmp(const void *pa, const void *pb)
+{
+    const map_range_t *a = pa, *b = pb;
+    if (a->end <= b->start)
+        return -1;
+    return a->start >= b->end ? 1 : 0;
+}
+
+static void range_free(void *node)
+{
+    map_range_t *r = node;
+    if (r->group != NULL && --r->group->alive == 0)
+        free(r->group);
+    free(r);
+}
 
 static void livetab_free(livetab_t *t)
 {
     free(t->slots);
+    if (t->ranges != NULL)
+        tdestroy(t->ranges, range_free);
     memset(t, 0, sizeof *t);
 }
 
@@ -185,7 +233,8 @@ static inline void livetab_prefetch(const livetab_t *t, uint64_t addr)
         __builtin_prefetch(&t->slots[mr_hash64(addr) & t->mask]);
 }
 
-/* addr must be absent and room reserved. */
+/* addr must be absent and room reserved. Sizes are kept below 2^63 (the top
+ * bit is LIVE_MAPPED; a larger one is hostile input anyway). */
 static inline void livetab_insert(livetab_t *t, uint64_t addr, uint64_t size, uint32_t loc,
                                   uint32_t tag)
 {
@@ -215,43 +264,197 @@ static void livetab_remove(livetab_t *t, live_entry_t *e)
     t->count--;
 }
 
-/* What a deallocation took away from one live entry. */
+/* What a deallocation took away from one live block. */
 typedef struct released {
     uint32_t loc, tag;
     uint64_t bytes; /* bytes no longer alive */
-    int whole;      /* the allocation is gone (else a munmap shrank it) */
+    int whole;      /* the block is gone (else a munmap shrank it) */
+    int last;       /* ... and it was the last piece of its mapping */
+    int split;      /* a munmap of its middle left two blocks where there was one */
 } released_t;
 
-/* Applies a deallocation to the live table: a free or a munmap covering the
- * whole mapping removes the entry; a munmap of its first len bytes moves it
- * to addr + len, shorter by len. 1 and *out set, or 0 when addr is not alive
- * (or a munmap of length 0, which unmaps nothing). */
-static int livetab_release(livetab_t *t, uint64_t addr, uint64_t len, int is_munmap,
-                           released_t *out)
+/* Called for each block a deallocation takes bytes from. */
+typedef void (*release_fn)(void *ctx, const released_t *rel);
+
+static map_range_t *range_find(const livetab_t *t, uint64_t start, uint64_t end)
 {
-    live_entry_t *e = livetab_find(t, addr);
-    if (e == NULL || (is_munmap && len == 0))
-        return 0;
-    out->loc = e->loc;
-    out->tag = e->tag;
-    if (!is_munmap || len >= e->size) {
-        out->bytes = e->size;
-        out->whole = 1;
+    map_range_t key = {.start = start, .end = end};
+    void *found = t->ranges != NULL ? tfind(&key, &t->ranges, range_cmp) : NULL;
+    return found != NULL ? *(map_range_t **)found : NULL;
+}
+
+/* Takes [lo, hi) out of the mapping r, whose entry is e (hi > lo, both within
+ * r). -ENOMEM when a split could not be recorded: the piece after hi is then
+ * released too, so the answers stay consistent. */
+static int mapping_cut(livetab_t *t, map_range_t *r, live_entry_t *e, uint64_t lo, uint64_t hi,
+                       release_fn fn, void *ctx)
+{
+    released_t rel = {.loc = e->loc, .tag = e->tag, .bytes = hi - lo};
+    int rc = 0;
+    if (lo > r->start && hi < r->end) {
+        /* The middle: the mapping keeps its head; its tail becomes a block of
+         * its own, in the same group. */
+        map_range_t *tail = malloc(sizeof *tail);
+        map_group_t *g = r->group != NULL ? r->group : calloc(1, sizeof *g);
+        uint32_t loc = e->loc, tag = e->tag;
+        int room = tail != NULL && g != NULL && livetab_reserve(t) == 0;
+        e = livetab_find(t, r->start); /* the reserve may have moved it */
+        if (room && livetab_find(t, hi) == NULL) {
+            *tail = (map_range_t){.start = hi, .end = r->end, .group = g};
+            r->end = lo; /* first: the tree holds no overlapping ranges */
+            if (tsearch(tail, &t->ranges, range_cmp) != NULL) {
+                if (r->group == NULL) {
+                    g->alive = 1;
+                    r->group = g;
+                }
+                g->alive++;
+                e->size = (lo - r->start) | LIVE_MAPPED;
+                livetab_insert(t, hi, (tail->end - hi) | LIVE_MAPPED, loc, tag);
+                rel.split = 1;
+                fn(ctx, &rel);
+                return 0;
+            }
+            r->end = tail->end;
+            room = 0;
+        }
+        free(tail);
+        if (r->group == NULL)
+            free(g);
+        /* No room, or another block already sits at hi (inconsistent
+         * input): the tail goes as well. */
+        rel.bytes = r->end - lo;
+        hi = r->end;
+        if (!room)
+            rc = -ENOMEM;
+    }
+    if (lo == r->start && hi == r->end) {
+        rel.whole = 1;
+        rel.last = r->group == NULL || r->group->alive == 1;
         livetab_remove(t, e);
-        return 1;
+        tdelete(r, &t->ranges, range_cmp);
+        range_free(r);
+    } else if (lo == r->start) {
+        /* The head: what is left starts at hi. */
+        live_entry_t old = *e;
+        livetab_remove(t, e);
+        if (livetab_find(t, hi) != NULL) {
+            /* Another block already sits at hi: inconsistent input; count
+             * the whole mapping as gone. */
+            rel.bytes = r->end - lo;
+            rel.whole = 1;
+            rel.last = r->group == NULL || r->group->alive == 1;
+            tdelete(r, &t->ranges, range_cmp);
+            range_free(r);
+        } else {
+            r->start = hi;
+            livetab_insert(t, hi, (r->end - hi) | LIVE_MAPPED, old.loc, old.tag);
+        }
+    } else {
+        /* The tail. */
+        e->size = (lo - r->start) | LIVE_MAPPED;
+        r->end = lo;
     }
-    live_entry_t rest = *e;
+    fn(ctx, &rel);
+    return rc;
+}
+
+/* A munmap of [addr, addr + len): every mapping it touches loses the bytes
+ * it covers. 0 or -ENOMEM (see mapping_cut). */
+static int livetab_unmap(livetab_t *t, uint64_t addr, uint64_t len, release_fn fn, void *ctx)
+{
+    uint64_t end = addr + len < addr ? UINT64_MAX : addr + len;
+    int rc = 0;
+    map_range_t *r;
+    while (addr < end && (r = range_find(t, addr, end)) != NULL) {
+        live_entry_t *e = livetab_find(t, r->start);
+        if (e == NULL) { /* cannot happen: every range has its entry */
+            tdelete(r, &t->ranges, range_cmp);
+            range_free(r);
+            continue;
+        }
+        uint64_t lo = r->start > addr ? r->start : addr;
+        uint64_t hi = r->end < end ? r->end : end;
+        if (mapping_cut(t, r, e, lo, hi, fn, ctx) < 0)
+            rc = -ENOMEM;
+    }
+    return rc;
+}
+
+/* A deallocation: a free of addr (len 0), or a munmap of [addr, addr + len).
+ * Calls fn for each block it takes bytes from; addresses not alive are
+ * ignored. 0 or -ENOMEM (a split that could not be recorded). */
+static inline int livetab_release(livetab_t *t, uint64_t addr, uint64_t len, int is_munmap,
+                                  release_fn fn, void *ctx)
+{
+    if (is_munmap)
+        return livetab_unmap(t, addr, len, fn, ctx);
+    live_entry_t *e = livetab_find(t, addr);
+    if (e == NULL)
+        return 0;
+    if (e->size & LIVE_MAPPED) {
+        map_range_t *r = range_find(t, addr, addr + 1);
+        if (r != NULL && r->start == addr)
+            return mapping_cut(t, r, e, r->start, r->end, fn, ctx);
+    }
+    released_t rel = {.loc = e->loc, .tag = e->tag, .bytes = LIVE_SIZE(e), .whole = 1, .last = 1};
     livetab_remove(t, e);
-    if (livetab_find(t, addr + len) != NULL) {
-        /* The remainder would overlap another live block: inconsistent
-         * input; count the whole mapping as gone. */
-        out->bytes = rest.size;
-        out->whole = 1;
-        return 1;
+    fn(ctx, &rel);
+    return 0;
+}
+
+/* Makes room for a new block at [addr, addr + size): whatever the table still
+ * holds there was freed without our seeing it (a new mapping also displaces
+ * the part of older ones it covers). Then inserts it; a mapping also goes in
+ * the range tree. 0 or -ENOMEM, with nothing inserted. */
+static int livetab_add(livetab_t *t, uint64_t addr, uint64_t size, int mapped, uint32_t loc,
+                       uint32_t tag, release_fn fn, void *ctx)
+{
+    map_range_t *r = NULL;
+    size &= ~LIVE_MAPPED;
+    if (mapped && size > 0) {
+        r = malloc(sizeof *r);
+        if (r == NULL)
+            return -ENOMEM;
+        *r = (map_range_t){.start = addr, .end = addr + size < addr ? UINT64_MAX : addr + size};
+        if (livetab_unmap(t, r->start, r->end - r->start, fn, ctx) < 0) {
+            free(r);
+            return -ENOMEM;
+        }
     }
-    livetab_insert(t, addr + len, rest.size - len, rest.loc, rest.tag);
-    out->bytes = len;
-    out->whole = 0;
+    livetab_release(t, addr, 0, 0, fn, ctx);
+    if (livetab_reserve(t) < 0) {
+        free(r);
+        return -ENOMEM;
+    }
+    if (r != NULL) {
+        if (tsearch(r, &t->ranges, range_cmp) == NULL) {
+            free(r);
+            return -ENOMEM;
+        }
+        size |= LIVE_MAPPED;
+    }
+    livetab_insert(t, addr, size, loc, tag);
+    return 0;
+}
+
+/* Counts a live entry for lifetimes: a mapping split into pieces is one
+ * allocation, counted at the first of its pieces this pass meets. Call
+ * livetab_new_pass before each pass. */
+static void livetab_new_pass(livetab_t *t)
+{
+    t->pass++;
+}
+
+static uint64_t livetab_count(const livetab_t *t, const live_entry_t *e)
+{
+    if (!(e->size & LIVE_MAPPED))
+        return 1;
+    map_range_t *r = range_find(t, e->addr, e->addr + 1);
+    if (r == NULL || r->group == NULL)
+        return 1;
+    if (r->group->mark == t->pass)
+        return 0;
+    r->group->mark = t->pass;
     return 1;
 }
 
@@ -379,11 +582,13 @@ static inline void agg_touch(const mr_agg_t *a, agg_loc_t *l)
     }
 }
 
-static void agg_release(mr_agg_t *a, const released_t *rel)
+static void agg_release(void *ctx, const released_t *rel)
 {
+    mr_agg_t *a = ctx;
     agg_loc_t *l = LOC(&a->locs, rel->loc, agg_loc_t);
     agg_touch(a, l);
     l->n -= rel->whole;
+    l->n += rel->split;
     l->bytes -= rel->bytes;
     a->heap -= rel->bytes;
 }
@@ -393,19 +598,17 @@ int mr_agg_alloc_gen(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64
 {
     uint32_t idx;
     int created;
-    if (livetab_reserve(&a->live) < 0 || loctab_get(&a->locs, key, &idx, &created) < 0)
+    if (loctab_get(&a->locs, key, &idx, &created) < 0)
         return -ENOMEM;
     agg_loc_t *l = LOC(&a->locs, idx, agg_loc_t);
     if (created)
         l->epoch = a->epoch; /* absent so far: 0 at the current peak */
-    released_t rel;
-    if (livetab_release(&a->live, addr, 0, 0, &rel))
-        agg_release(a, &rel); /* a free we never saw */
+    if (livetab_add(&a->live, addr, size, key->allocator == MR_MMAP, idx, 0, agg_release, a) < 0)
+        return -ENOMEM;
     agg_touch(a, l);
     l->n++;
     l->bytes += size;
     l->generation = generation;
-    livetab_insert(&a->live, addr, size, idx, 0);
     a->total++;
     a->heap += size;
     if (a->heap > a->peak) {
@@ -422,9 +625,7 @@ int mr_agg_alloc(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64_t s
 
 void mr_agg_free(mr_agg_t *a, uint64_t addr, uint64_t len, int is_munmap)
 {
-    released_t rel;
-    if (livetab_release(&a->live, addr, len, is_munmap, &rel))
-        agg_release(a, &rel);
+    livetab_release(&a->live, addr, len, is_munmap, agg_release, a);
 }
 
 void mr_agg_prefetch(const mr_agg_t *a, uint64_t addr)
@@ -659,6 +860,7 @@ struct mr_life {
     u64map_t hist_index; /* packed key -> index; see hist_key */
     life_hist_t *hist;
     size_t n_hist, cap_hist;
+    int err; /* -ENOMEM from a release callback */
 };
 
 /* Intervals are kept in 32 bits (a capture with more snapshots than that is
@@ -717,35 +919,37 @@ static int hist_add(u64map_t *index, life_hist_t **hist, size_t *n_hist, size_t 
     }
 }
 
+/* Bytes (and, with the last piece of a block, the allocation) that lived
+ * from interval rel->tag to the current one. */
+static void life_release(void *ctx, const released_t *rel)
+{
+    mr_life_t *l = ctx;
+    if (rel->tag == l->interval)
+        return; /* made and freed between two snapshots */
+    if (hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel->loc, rel->tag,
+                 l->interval, (uint64_t)(rel->whole && rel->last), rel->bytes) < 0)
+        l->err = -ENOMEM;
+}
+
 int mr_life_alloc(mr_life_t *l, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
                   uint64_t generation)
 {
     uint32_t idx;
     int created;
-    if (livetab_reserve(&l->live) < 0 || loctab_get(&l->locs, key, &idx, &created) < 0)
+    if (loctab_get(&l->locs, key, &idx, &created) < 0)
         return -ENOMEM;
     LOC(&l->locs, idx, life_loc_t)->generation = generation;
-    released_t rel;
-    if (livetab_release(&l->live, addr, 0, 0, &rel) && rel.tag != l->interval &&
-        hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel.loc, rel.tag, l->interval,
-                 1, rel.bytes) < 0)
+    if (livetab_add(&l->live, addr, size, key->allocator == MR_MMAP, idx, l->interval, life_release,
+                    l) < 0)
         return -ENOMEM;
-    livetab_insert(&l->live, addr, size, idx, l->interval);
-    return 0;
+    return l->err;
 }
 
 int mr_life_free(mr_life_t *l, uint64_t addr, uint64_t len, int is_munmap)
 {
-    /* Room first, so that a failure leaves the allocation alive. */
-    if (mr_grow_array((void **)&l->hist, &l->cap_hist, l->n_hist + 1, sizeof *l->hist) < 0)
+    if (livetab_release(&l->live, addr, len, is_munmap, life_release, l) < 0)
         return -ENOMEM;
-    released_t rel;
-    if (!livetab_release(&l->live, addr, len, is_munmap, &rel))
-        return 0;
-    if (rel.tag == l->interval)
-        return 0; /* made and freed between two snapshots */
-    return hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel.loc, rel.tag,
-                    l->interval, (uint64_t)rel.whole, rel.bytes);
+    return l->err;
 }
 
 void mr_life_prefetch(const mr_life_t *l, uint64_t addr)
@@ -781,10 +985,12 @@ int mr_life_rows(mr_life_t *l, mr_interval_row_t **rows, size_t *n)
     life_hist_t *all = NULL;
     size_t n_all = 0, cap_all = 0;
     int rc = 0;
+    livetab_new_pass(&l->live);
     for (size_t i = 0; rc == 0 && l->live.slots != NULL && i <= l->live.mask; i++) {
         const live_entry_t *e = &l->live.slots[i];
         if (e->loc != NONE32)
-            rc = hist_add(&index, &all, &n_all, &cap_all, e->loc, e->tag, NONE32, 1, e->size);
+            rc = hist_add(&index, &all, &n_all, &cap_all, e->loc, e->tag, NONE32,
+                          livetab_count(&l->live, e), LIVE_SIZE(e));
     }
     if (rc == 0 && mr_grow_array((void **)&all, &cap_all, n_all + l->n_hist + 1, sizeof *all) < 0)
         rc = -ENOMEM;
@@ -852,6 +1058,7 @@ struct mr_thwm {
     size_t cap_k;
     thwm_run_t *runs;
     size_t n_runs, cap_runs;
+    int err; /* -ENOMEM from a release callback */
 };
 
 int mr_thwm_new(mr_thwm_t **out)
@@ -921,11 +1128,19 @@ static void thwm_touch(mr_thwm_t *t, thwm_loc_t *l)
     l->epoch = t->epoch;
 }
 
-static void thwm_release(mr_thwm_t *t, const released_t *rel)
+/* A munmap may touch many locations: room for each one's runs is made as it
+ * comes. */
+static void thwm_release(void *ctx, const released_t *rel)
 {
+    mr_thwm_t *t = ctx;
+    if (thwm_reserve_runs(t) < 0 || t->n_runs >= NONE32 - 4) {
+        t->err = -ENOMEM;
+        return;
+    }
     thwm_loc_t *l = LOC(&t->locs, rel->loc, thwm_loc_t);
     thwm_touch(t, l);
     l->n -= rel->whole;
+    l->n += rel->split;
     l->bytes -= rel->bytes;
     t->heap -= rel->bytes;
 }
@@ -935,7 +1150,7 @@ int mr_thwm_alloc(mr_thwm_t *t, const mr_loc_key_t *key, uint64_t addr, uint64_t
 {
     uint32_t idx;
     int created;
-    if (livetab_reserve(&t->live) < 0 || thwm_reserve_runs(t) < 0 || t->n_runs >= NONE32 - 4 ||
+    if (thwm_reserve_runs(t) < 0 || t->n_runs >= NONE32 - 4 ||
         loctab_get(&t->locs, key, &idx, &created) < 0)
         return -ENOMEM;
     thwm_loc_t *l = LOC(&t->locs, idx, thwm_loc_t);
@@ -944,14 +1159,14 @@ int mr_thwm_alloc(mr_thwm_t *t, const mr_loc_key_t *key, uint64_t addr, uint64_t
         l->next_k = t->k;
         l->head = l->tail = NONE32;
     }
-    released_t rel;
-    if (livetab_release(&t->live, addr, 0, 0, &rel))
-        thwm_release(t, &rel);
+    /* Each release makes room for its own runs; two are left for l. */
+    if (livetab_add(&t->live, addr, size, key->allocator == MR_MMAP, idx, 0, thwm_release, t) < 0 ||
+        t->err < 0)
+        return -ENOMEM;
     thwm_touch(t, l);
     l->n++;
     l->bytes += size;
     l->generation = generation;
-    livetab_insert(&t->live, addr, size, idx, 0);
     t->heap += size;
     if (t->heap > t->ipeak) {
         t->ipeak = t->heap;
@@ -962,12 +1177,9 @@ int mr_thwm_alloc(mr_thwm_t *t, const mr_loc_key_t *key, uint64_t addr, uint64_t
 
 int mr_thwm_free(mr_thwm_t *t, uint64_t addr, uint64_t len, int is_munmap)
 {
-    if (thwm_reserve_runs(t) < 0 || t->n_runs >= NONE32 - 4)
+    if (livetab_release(&t->live, addr, len, is_munmap, thwm_release, t) < 0)
         return -ENOMEM;
-    released_t rel;
-    if (livetab_release(&t->live, addr, len, is_munmap, &rel))
-        thwm_release(t, &rel);
-    return 0;
+    return t->err;
 }
 
 void mr_thwm_prefetch(const mr_thwm_t *t, uint64_t addr)
@@ -1144,12 +1356,21 @@ int mr_stats_locs(const mr_stats_t *s, mr_count_row_t **rows, size_t *n)
     return 0;
 }
 
+static void stats_release(void *ctx, const released_t *rel)
+{
+    ((mr_stats_t *)ctx)->heap -= rel->bytes;
+}
+
 int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size, uint64_t frame)
 {
     int created;
-    if (livetab_reserve(&s->live) < 0 ||
-        mr_grow_array((void **)&s->frames, &s->cap_frames, s->n_frames + 1, sizeof *s->frames) < 0)
+    if (mr_grow_array((void **)&s->frames, &s->cap_frames, s->n_frames + 1, sizeof *s->frames) <
+            0 ||
+        livetab_add(&s->live, addr, size, allocator == MR_MMAP, 0, 0, stats_release, s) < 0)
         return -ENOMEM;
+    s->heap += size;
+    if (s->heap > s->peak)
+        s->peak = s->heap;
     uint64_t *count = u64map_slot(&s->by_size, size, &created);
     uint64_t *fi = count ? u64map_slot(&s->frame_index, frame, &created) : NULL;
     if (fi == NULL)
@@ -1164,21 +1385,12 @@ int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t si
     s->by_allocator[allocator & 15]++;
     s->total++;
     s->total_bytes += size;
-    released_t rel;
-    if (livetab_release(&s->live, addr, 0, 0, &rel))
-        s->heap -= rel.bytes;
-    livetab_insert(&s->live, addr, size, 0, 0);
-    s->heap += size;
-    if (s->heap > s->peak)
-        s->peak = s->heap;
     return 0;
 }
 
 void mr_stats_free(mr_stats_t *s, uint64_t addr, uint64_t len, int is_munmap)
 {
-    released_t rel;
-    if (livetab_release(&s->live, addr, len, is_munmap, &rel))
-        s->heap -= rel.bytes;
+    livetab_release(&s->live, addr, len, is_munmap, stats_release, s);
 }
 
 void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr)

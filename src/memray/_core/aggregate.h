@@ -37,8 +37,10 @@ void mr_agg_destroy(mr_agg_t *agg);
 int mr_agg_alloc(mr_agg_t *agg, const mr_loc_key_t *key, uint64_t addr, uint64_t size);
 
 /* Records a deallocation at addr; unknown addresses are ignored. For munmap,
- * len is the unmapped length: a partial unmap from the start of a mapping
- * shrinks it, a full one removes it. For other frees len is 0. */
+ * len is the unmapped length and the call works on [addr, addr + len): every
+ * mapping (an allocation whose key->allocator is MR_MMAP) it overlaps loses
+ * the bytes it covers; a cut out of the middle of one leaves two blocks. For
+ * other frees len is 0. */
 void mr_agg_free(mr_agg_t *agg, uint64_t addr, uint64_t len, int is_munmap);
 
 uint64_t mr_agg_heap(const mr_agg_t *agg);              /* bytes alive now */
