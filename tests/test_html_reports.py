@@ -1014,3 +1014,35 @@ def test_frame_flags_know_each_interpreters_plumbing() -> None:
     }
     for (function, file), flags in cases.items():
         assert frame_flags(function, file, native_traces=True) == flags, (function, file)
+
+
+ARENA_WARNING = "Report generated using <code>--leaks</code> with an arena allocator"
+
+
+@pytest.mark.parametrize("reporter", ["flamegraph", "table"])
+def test_leaks_of_untraced_pymalloc_carry_memray_1x_warning(tmp_path: Path, reporter: str) -> None:
+    (tmp_path / "prog.py").write_text("keep = [bytearray(100) for _ in range(10)]\n")
+    runs = {
+        "plain.bin": ([], {}),
+        "traced.bin": (["--trace-python-allocators"], {}),
+        "malloc.bin": ([], {"PYTHONMALLOC": "malloc"}),
+    }
+    for name, (flags, env) in runs.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "memray", "run", "-q", *flags, "-o", name, "prog.py"],
+            cwd=tmp_path,
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "report.html"
+    # pymalloc without its calls traced: leaks are not to be trusted, and the
+    # report says so and how to fix it.
+    html = report(reporter, tmp_path / "plain.bin", out, "--leaks")
+    assert ARENA_WARNING in html and "--trace-python-allocators" in html
+    assert ARENA_WARNING not in report(reporter, tmp_path / "plain.bin", out)
+    assert ARENA_WARNING not in report(reporter, tmp_path / "traced.bin", out, "--leaks")
+    assert ARENA_WARNING not in report(reporter, tmp_path / "malloc.bin", out, "--leaks")

@@ -65,3 +65,187 @@ def test_munmap_works_by_address_range(tmp_path: Path, file_format: str) -> None
             )
             # Over time, a mapping split in two is still one allocation.
             assert alive == [(1, 2 * P), (1, 4 * P)]
+
+
+def test_total_allocations_counts_every_record_frees_included(tmp_path: Path) -> None:
+    code = """
+    import memray
+    from memray._test import MemoryAllocator, MmapAllocator
+
+    with memray.Tracker("out.bin"):
+        a = MemoryAllocator()
+        a.malloc(100)
+        a.realloc(200)
+        a.realloc(300)
+        a.free()
+        a.calloc(10)
+        a.free()
+        m = MmapAllocator(8192)
+        m.munmap(4096)
+        m.munmap(4096, 4096)
+    """
+    run_python(code, tmp_path)
+    with FileReader(tmp_path / "out.bin") as reader:
+        records = list(reader.get_allocation_records())
+        assert reader.metadata.total_allocations == len(records)
+    kinds = [AllocatorType(r.allocator).name for r in records]
+    assert kinds.count("REALLOC") == 2 and kinds.count("CALLOC") == 1
+    assert kinds.count("FREE") >= 2 and kinds.count("MUNMAP") == 2
+
+
+def test_memory_snapshots_are_an_interval_apart(tmp_path: Path) -> None:
+    code = """
+    import time
+    import memray
+
+    with memray.Tracker("out.bin", memory_interval_ms=50):
+        end = time.monotonic() + 0.6
+        blocks = []
+        while time.monotonic() < end:
+            blocks.append(bytearray(1000))
+            if len(blocks) > 1000:
+                blocks.clear()
+    """
+    run_python(code, tmp_path)
+    with FileReader(tmp_path / "out.bin") as reader:
+        times = [s.time for s in reader.get_memory_snapshots()]
+        start = reader.metadata.start_time.timestamp() * 1000
+        end = reader.metadata.end_time.timestamp() * 1000
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # One per 50 ms, never closer (the one at stop is left out when the
+    # last came less than an interval before).
+    assert len(times) >= 3 and min(gaps) >= 50
+    assert len(times) <= (end - start) / 50 + 1
+
+
+def test_forked_child_records_pymalloc_calls(tmp_path: Path) -> None:
+    code = """
+    import os
+    import memray
+    from memray._test import PymallocDomain, PymallocMemoryAllocator
+
+    with memray.Tracker("out.bin", follow_fork=True, trace_python_allocators=True):
+        pid = os.fork()
+        if pid == 0:
+            a = PymallocMemoryAllocator(PymallocDomain.PYMALLOC_OBJECT)
+            a.malloc(4321)
+            a.free()
+            os._exit(0)
+        os.waitpid(pid, 0)
+    print(pid)
+    """
+    pid = int(run_python(code, tmp_path).stdout)
+    with FileReader(tmp_path / f"out.bin.{pid}") as reader:
+        assert reader.metadata.trace_python_allocators
+        mine = [
+            (AllocatorType(r.allocator).name, r.size)
+            for r in reader.get_allocation_records()
+            if r.size == 4321
+        ]
+    assert mine == [("PYMALLOC_MALLOC", 4321)]
+
+
+def test_top_modules_credit_the_nearest_frame_outside_the_standard_library(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub.py").write_text(
+        "import json\n\ndef encode(n):\n    return json.dumps(list(range(n)))\n"
+    )
+    code = """
+    import threading
+    import memray
+    import pkg.sub
+    from memray._test import MemoryAllocator
+
+    a = MemoryAllocator()
+    with memray.Tracker("out.bin"):
+        s = pkg.sub.encode(200_000)  # json's allocations are pkg's
+        a.malloc(7_654_321)  # the script's
+        t = threading.Thread(target=bytearray, args=(3_456_789,))  # nothing but stdlib
+        t.start()
+        t.join()
+    """
+    run_python(code, tmp_path)
+    from memray import compute_statistics
+
+    stats = compute_statistics(tmp_path / "out.bin", num_largest=100)
+    by_size = {m: (n, b) for m, n, b in stats.top_modules_by_allocation_size}
+    by_count = {m: (n, b) for m, n, b in stats.top_modules_by_allocation_count}
+    assert by_size == by_count
+
+    # The same rule, applied record by record.
+    import sysconfig
+
+    stdlib = sysconfig.get_paths()["stdlib"] + "/"
+
+    def module_of(stack: list) -> str:
+        for _function, file, _line in stack:
+            if not file.startswith(stdlib) and not file.startswith("<frozen "):
+                return "pkg" if "/pkg/" in file else file.rsplit("/", 1)[-1].removesuffix(".py")
+        return "<root>"
+
+    expected: dict[str, list[int]] = {}
+    with FileReader(tmp_path / "out.bin") as reader:
+        for r in reader.get_allocation_records():
+            if AllocatorType(r.allocator).name in ("FREE", "PYMALLOC_FREE", "MUNMAP"):
+                continue
+            entry = expected.setdefault(module_of(r.stack_trace()), [0, 0])
+            entry[0] += 1
+            entry[1] += r.size
+    assert by_size == {m: tuple(v) for m, v in expected.items()}
+    assert by_size["pkg"][1] > 1_000_000  # the encoded text, made inside json
+    assert by_size["prog"][1] >= 7_654_321
+    assert by_size["<root>"][1] >= 3_456_789
+    assert not any("json" in m or "threading" in m for m in by_size)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_each_greenlet_is_a_thread_of_its_own(tmp_path: Path, when: str) -> None:
+    pytest.importorskip("greenlet", reason="greenlet is installed by the Makefile")
+    code = f"""
+    import memray
+    from memray._test import MemoryAllocator
+
+    a = MemoryAllocator()
+    if {when!r} == "before":
+        import greenlet
+    with memray.Tracker("out.bin"):
+        if {when!r} == "after":
+            import greenlet
+
+        def child(n):
+            a.malloc(6100 + n)
+            main_g.switch()
+            a.malloc(6200 + n)
+
+        main_g = greenlet.getcurrent()
+        gs = []
+        for n in range(2):
+            g = greenlet.greenlet(child)
+            g.switch(n)
+            gs.append(g)
+        a.malloc(6300)
+        for g in gs:
+            g.switch()
+        a.malloc(6400)
+    """
+    run_python(code, tmp_path)
+    with FileReader(tmp_path / "out.bin") as reader:
+        main_tid = reader.metadata.main_thread_id
+        got = {
+            r.size: (r.tid, [f[0] for f in r.stack_trace()])
+            for r in reader.get_allocation_records()
+            if r.size in (6100, 6101, 6200, 6201, 6300, 6400)
+        }
+    first, second = got[6100][0], got[6101][0]
+    assert len({first, second, main_tid}) == 3
+    assert got == {
+        6100: (first, ["child"]),
+        6101: (second, ["child"]),
+        6200: (first, ["child"]),
+        6201: (second, ["child"]),
+        6300: (main_tid, ["<module>"]),
+        6400: (main_tid, ["<module>"]),
+    }

@@ -410,7 +410,9 @@ def test_aggregated_matches_all_allocations(tmp_path: Path, testalloc: Path) -> 
     full = program(code)
 
     def mine(rows):
-        return [r for r in rows if r[0] and r[0][0][0] == "work"]
+        # ta_malloc's blocks (a pymalloc arena, mapped at any line, is not
+        # the program's own).
+        return [r for r in rows if r[0] and r[0][0][0] == "work" and r[1] == AllocatorType.MALLOC]
 
     assert [(r[0][0][2], r[2], r[3]) for r in mine(agg_hwm)] == [
         (line_of(full, "# KEEP"), sum(1000 + i for i in range(50)), 50),
@@ -429,7 +431,9 @@ def test_aggregated_matches_all_allocations(tmp_path: Path, testalloc: Path) -> 
             list(reader.get_temporary_allocation_records())
         with pytest.raises(NotImplementedError):
             list(reader.get_allocation_records())
-        assert len(list(reader.get_memory_snapshots())) >= 2
+        assert (
+            len(list(reader.get_memory_snapshots())) >= 1
+        )  # one per interval: a short run has one
 
 
 def test_memory_snapshots(tmp_path: Path, testalloc: Path) -> None:

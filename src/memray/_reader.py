@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
+import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -268,10 +270,12 @@ class FileReader:
                 scan = first.scan(tick)
             aggregated = header["aggregated"]
             trailer = scan["trailer"]
+            # As memray 1.x: the records get_allocation_records() yields,
+            # frees included; an aggregated capture counts allocations.
             total = (
                 (trailer["total_allocations"] if trailer else 0)
                 if aggregated
-                else scan["n_allocations"]
+                else scan["n_allocations"] + scan["n_frees"]
             )
             metadata = _make_metadata(
                 header,
@@ -438,7 +442,7 @@ def compute_statistics(
     metadata = _make_metadata(
         header,
         name=name,
-        total_allocations=st["n_allocations"],
+        total_allocations=st["n_records"],  # as FileReader's: frees included
         total_frames=st["n_frames"],
         peak=st["peak"],
         end_ms=st["end_ms"],
@@ -456,6 +460,7 @@ def compute_statistics(
     largest = max(0, num_largest)
     by_size = sorted(totals.items(), key=lambda kv: kv[1][1], reverse=True)[:largest]
     by_count = sorted(totals.items(), key=lambda kv: kv[1][0], reverse=True)[:largest]
+    modules_by_size, modules_by_count = _top_modules(st["stacks"], st["by_stack"], largest)
     return Stats(
         metadata=metadata,
         total_num_allocations=st["total_allocations"],
@@ -467,7 +472,76 @@ def compute_statistics(
         },
         top_locations_by_size=[(loc, v[1]) for loc, v in by_size],
         top_locations_by_count=[(loc, v[0]) for loc, v in by_count],
+        top_modules_by_allocation_size=modules_by_size,
+        top_modules_by_allocation_count=modules_by_count,
     )
+
+
+# A file of the standard library: under lib/python3.X/ but not in a
+# site-packages or dist-packages folder (the layout of every CPython install
+# on POSIX, so it holds for captures made on another machine), under this
+# interpreter's own stdlib folders, or a frozen module.
+_STDLIB_RE = re.compile(r"/lib/python3\.\d+t?/(?!(site|dist)-packages/)")
+_PACKAGES_RE = re.compile(r"/(?:site|dist)-packages/([^/]+)")
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib") if paths.get(k)}
+    installed = {paths[k] for k in ("purelib", "platlib") if paths.get(k)}
+    return tuple(d.rstrip("/") + "/" for d in dirs if not any(i.startswith(d) for i in installed))
+
+
+def _module_of(file: str, stdlib_dirs: tuple[str, ...]) -> str | None:
+    """The top-level module a frame's file belongs to (what memray 1.x's stats
+    call a module: ``pkg`` for ``pkg/sub.py``, ``main`` for a script
+    ``main.py``), or None for a file of the standard library."""
+    if file.startswith("<frozen ") or _STDLIB_RE.search(file) or file.startswith(stdlib_dirs):
+        return None
+    if file.startswith("<"):
+        return file  # "<string>", "<stdin>": code with no file
+    match = _PACKAGES_RE.search(file)
+    if match:
+        return match.group(1).split(".")[0]
+    path = os.path.abspath(file)
+    directory, base = os.path.split(path)
+    name = base.split(".")[0]
+    # Up through the packages (folders with an __init__.py) of this machine.
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory, name = os.path.split(directory)
+    return name or file
+
+
+def _top_modules(
+    stacks: dict[int, list[PythonStackElement]],
+    by_stack: list[tuple[int, int, int]],
+    num_largest: int,
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """(module, allocations, bytes), by bytes and by count: each allocation
+    is credited to the innermost frame of its stack outside the standard
+    library ("<root>" when there is none), as memray 1.x does."""
+    stdlib_dirs = _stdlib_dirs()
+    module_of_file: dict[str, str | None] = {}
+    module_of_stack: dict[int, str] = {}
+    totals: dict[str, list[int]] = {}
+    for stack_id, count, nbytes in by_stack:
+        module = module_of_stack.get(stack_id)
+        if module is None:
+            module = "<root>"
+            for _function, file, _line in stacks.get(stack_id, ()):
+                if file not in module_of_file:
+                    module_of_file[file] = _module_of(file, stdlib_dirs)
+                if module_of_file[file] is not None:
+                    module = module_of_file[file]
+                    break
+            module_of_stack[stack_id] = module
+        entry = totals.setdefault(module, [0, 0])
+        entry[0] += count
+        entry[1] += nbytes
+    rows = [(module, n, b) for module, (n, b) in totals.items()]
+    by_size = sorted(rows, key=lambda r: (-r[2], -r[1], r[0]))[:num_largest]
+    by_count = sorted(rows, key=lambda r: (-r[1], -r[2], r[0]))[:num_largest]
+    return by_size, by_count
 
 
 def dump_all_records(file_name: PathLike) -> None:

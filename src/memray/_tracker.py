@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import itertools
 import os
 import pathlib
 import sys
 import threading
 import warnings
+import weakref
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -31,9 +35,119 @@ def _python_allocator() -> PythonAllocatorType:
 
 
 def _name_this_thread(frame: FrameType, event: str, arg: Any) -> None:
-    """Profile hook a new thread runs once: records its name, then leaves."""
+    """Profile hook a new thread runs once: records its name, follows its
+    greenlets, then leaves."""
     sys.setprofile(None)
     _memray.set_thread_name(threading.get_native_id(), threading.current_thread().name)
+    if _greenlets is not None:
+        _greenlets.trace_this_thread()
+
+
+# Greenlets: each one is a thread of its own in the records (as in memray
+# 1.x), with an id above any the kernel gives (pid_max is at most 2**22). The
+# stacks need nothing: each allocation reads the running frame chain, which a
+# switch changes. greenlet's trace function is per thread: it is installed on
+# the thread that starts tracking, on threads started while tracking, and on
+# the thread that imports greenlet when that comes later.
+_GREENLET_TID_BASE = 1 << 31
+
+
+class _GreenletIds:
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self._ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._counter = itertools.count(_GREENLET_TID_BASE + 1)
+        self._previous: dict[int, Any] = {}  # thread -> the trace function ours replaced
+
+    def trace_this_thread(self) -> None:
+        thread = threading.get_ident()
+        if thread not in self._previous:
+            self._previous[thread] = self._module.settrace(self._trace)
+            self._switched_to(self._module.getcurrent())
+
+    def _trace(self, event: str, args: Any) -> None:
+        previous = self._previous.get(threading.get_ident())
+        if _greenlets is not self:  # tracking stopped: step aside
+            self._module.settrace(previous)
+            self._previous.pop(threading.get_ident(), None)
+        elif event in ("switch", "throw"):
+            self._switched_to(args[1])
+        if previous is not None:
+            previous(event, args)
+
+    def _switched_to(self, target: Any) -> None:
+        if target.parent is None:  # the thread's own greenlet
+            _memray.set_greenlet_tid(0)
+            return
+        tid = self._ids.get(target)
+        if tid is None:
+            tid = self._ids[target] = next(self._counter)
+        _memray.set_greenlet_tid(tid)
+
+    def close(self) -> None:
+        """Puts back this thread's trace function; other threads' go back at
+        their next switch."""
+        thread = threading.get_ident()
+        if thread in self._previous:
+            self._module.settrace(self._previous.pop(thread))
+        _memray.set_greenlet_tid(0)
+
+
+class _GreenletImportWatcher(importlib.abc.MetaPathFinder):
+    """Follows greenlets from the moment greenlet is imported, when that
+    happens while tracking."""
+
+    def __init__(self) -> None:
+        self._finding = False
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "greenlet" or self._finding:
+            return None
+        self._finding = True
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _FollowGreenlets(spec.loader)
+        return spec
+
+
+class _FollowGreenlets(importlib.abc.Loader):
+    """greenlet's own loader, which then starts following greenlets."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        _follow_greenlets(module)
+
+
+def _follow_greenlets(module: Any) -> None:
+    global _greenlets
+    if _memray.is_tracking() and _greenlets is None and hasattr(module, "settrace"):
+        _greenlets = _GreenletIds(module)
+        _greenlets.trace_this_thread()
+
+
+def _stop_following_greenlets(watcher: _GreenletImportWatcher | None) -> None:
+    global _greenlets
+    if watcher is not None and watcher in sys.meta_path:
+        sys.meta_path.remove(watcher)
+    if _greenlets is not None:
+        ids, _greenlets = _greenlets, None
+        ids.close()
+
+
+_greenlets: _GreenletIds | None = None
 
 
 # threading.Thread.name as the standard library defines it. While a Tracker
@@ -97,6 +211,7 @@ class Tracker:
         self._file_format = file_format
         self._used = False
         self._previous_profile: Any = None
+        self._greenlet_watcher: _GreenletImportWatcher | None = None
         if isinstance(destination, SocketDestination):
             if follow_fork:
                 raise RuntimeError("follow_fork requires an output file")
@@ -147,6 +262,11 @@ class Tracker:
         self._previous_profile = threading.getprofile()
         threading.setprofile(_name_this_thread)
         _record_thread_renames(True)
+        if "greenlet" in sys.modules:
+            _follow_greenlets(sys.modules["greenlet"])
+        else:
+            self._greenlet_watcher = _GreenletImportWatcher()
+            sys.meta_path.insert(0, self._greenlet_watcher)
         return self
 
     def __exit__(
@@ -157,6 +277,7 @@ class Tracker:
     ) -> None:
         threading.setprofile(self._previous_profile)
         _record_thread_renames(False)
+        _stop_following_greenlets(self._greenlet_watcher)
         error = _memray.stop()
         if error is not None and isinstance(self._destination, SocketDestination):
             warnings.warn(

@@ -334,7 +334,6 @@ typedef struct stats_ctx {
     const mr_reader_t *r;
     uint64_t last_memory_ms; /* since start */
     int has_memory;
-    int native; /* the capture has native stacks: count per location too */
 } stats_ctx_t;
 
 static int stats_event(void *vctx, const mr_event_t *ev)
@@ -343,7 +342,7 @@ static int stats_event(void *vctx, const mr_event_t *ev)
     if (ev->type == MR_REC_ALLOC) {
         int rc = mr_stats_alloc(c->stats, ev->allocator, ev->addr, ev->size,
                                 mr_reader_stack_top_frame(c->r, ev->stack));
-        if (rc == 0 && c->native)
+        if (rc == 0) /* per stack: top modules, and locations with native frames */
             rc = mr_stats_loc(c->stats, ev->stack, ev->native, ev->generation, ev->size);
         return rc;
     }
@@ -363,7 +362,7 @@ static void stats_prefetch(void *vctx, uint64_t addr)
 
 int mr_analyze_stats(mr_reader_t *r, mr_stats_t **out, uint64_t *end_ms, const mr_progress_t *p)
 {
-    stats_ctx_t c = {.r = r, .native = (mr_reader_header(r)->flags & MR_FLAG_NATIVE) != 0};
+    stats_ctx_t c = {.r = r};
     int rc = mr_stats_new(&c.stats);
     if (rc < 0)
         return rc;

@@ -549,11 +549,13 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         return pass_failed(self, rc);
     mr_stats_summary_t sum;
     mr_stats_summary(st, &sum);
+    int native = (mr_reader_header(self->r)->flags & MR_FLAG_NATIVE) != 0;
     mr_size_count_t *sizes = NULL;
     mr_frame_total_t *frames = NULL;
     mr_count_row_t *locs = NULL;
     size_t n_sizes = 0, n_frames = 0, n_locs = 0;
     PyObject *by_size = NULL, *by_alloc = NULL, *by_frame = NULL, *by_location = NULL;
+    PyObject *by_stack = NULL, *stacks = NULL;
     PyObject *out = NULL;
     if (mr_stats_sizes(st, &sizes, &n_sizes) < 0 || mr_stats_frames(st, &frames, &n_frames) < 0 ||
         mr_stats_locs(st, &locs, &n_locs) < 0) {
@@ -561,7 +563,8 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         goto done;
     }
     if ((by_size = PyDict_New()) == NULL || (by_alloc = PyDict_New()) == NULL ||
-        (by_frame = PyList_New(0)) == NULL || (by_location = PyList_New(0)) == NULL)
+        (by_frame = PyList_New(0)) == NULL || (by_location = PyList_New(0)) == NULL ||
+        (by_stack = PyList_New(0)) == NULL || (stacks = PyDict_New()) == NULL)
         goto done;
     for (size_t i = 0; i < n_sizes; i++) {
         PyObject *k = PyLong_FromUnsignedLongLong(sizes[i].size);
@@ -593,9 +596,29 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         if (bad)
             goto done;
     }
+    /* Every Python stack once (stacks: NODE id -> frames, innermost first)
+     * and what was allocated under each (by_stack), for the top modules. */
+    for (size_t i = 0; i < n_locs; i++) {
+        const mr_count_row_t *l = &locs[i];
+        PyObject *id = PyLong_FromUnsignedLongLong(l->key.stack);
+        int bad = id == NULL;
+        if (!bad && !PyDict_Contains(stacks, id)) {
+            PyObject *frames_list = mr_py_stack(self->r, &self->code, l->key.stack, SIZE_MAX);
+            bad = frames_list == NULL || PyDict_SetItem(stacks, id, frames_list) < 0;
+            Py_XDECREF(frames_list);
+        }
+        PyObject *t = bad ? NULL
+                          : Py_BuildValue("(OKK)", id, (unsigned long long)l->n,
+                                          (unsigned long long)l->bytes);
+        bad = t == NULL || PyList_Append(by_stack, t) < 0;
+        Py_XDECREF(t);
+        Py_XDECREF(id);
+        if (bad)
+            goto done;
+    }
     /* Native captures: the innermost hybrid frame of each (python, native)
      * stack pair, so an allocating C function is the location. */
-    for (size_t i = 0; i < n_locs; i++) {
+    for (size_t i = 0; native && i < n_locs; i++) {
         const mr_count_row_t *l = &locs[i];
         PyObject *loc = NULL;
         if (l->key.native != 0) {
@@ -621,19 +644,22 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
             goto done;
     }
     const mr_trailer_t *trailer = mr_reader_trailer(self->r);
-    out = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:O,s:O}", "total_allocations",
-                        (unsigned long long)sum.total_allocs, "total_bytes",
-                        (unsigned long long)sum.total_bytes, "peak", (unsigned long long)sum.peak,
-                        "n_allocations", (unsigned long long)mr_reader_count(self->r, MR_REC_ALLOC),
-                        "n_frames", (unsigned long long)mr_reader_count(self->r, MR_REC_FRAME),
-                        "end_ms", (unsigned long long)end_ms, "by_size", by_size, "by_allocator",
-                        by_alloc, "by_frame", by_frame, "by_location", by_location, "has_trailer",
-                        trailer ? Py_True : Py_False);
+    out = Py_BuildValue(
+        "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:O,s:O}", "by_stack", by_stack, "stacks",
+        stacks, "total_allocations", (unsigned long long)sum.total_allocs, "total_bytes",
+        (unsigned long long)sum.total_bytes, "peak", (unsigned long long)sum.peak, "n_records",
+        (unsigned long long)(mr_reader_count(self->r, MR_REC_ALLOC) +
+                             mr_reader_count(self->r, MR_REC_FREE)),
+        "n_frames", (unsigned long long)mr_reader_count(self->r, MR_REC_FRAME), "end_ms",
+        (unsigned long long)end_ms, "by_size", by_size, "by_allocator", by_alloc, "by_frame",
+        by_frame, "by_location", by_location, "has_trailer", trailer ? Py_True : Py_False);
 done:
     Py_XDECREF(by_size);
     Py_XDECREF(by_alloc);
     Py_XDECREF(by_frame);
     Py_XDECREF(by_location);
+    Py_XDECREF(by_stack);
+    Py_XDECREF(stacks);
     free(sizes);
     free(frames);
     free(locs);

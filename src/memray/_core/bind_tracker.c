@@ -213,6 +213,16 @@ static PyObject *set_thread_name(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *set_greenlet_tid(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    unsigned long tid = PyLong_AsUnsignedLong(arg);
+    if (tid == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    mr_tracker_set_greenlet_tid((uint32_t)tid);
+    Py_RETURN_NONE;
+}
+
 static PyObject *is_tracking(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -235,6 +245,8 @@ static PyMethodDef methods[] = {
      "Start tracking into a capture file."},
     {"stop", stop, METH_NOARGS, "Stop tracking; returns an error text if recording failed."},
     {"set_thread_name", set_thread_name, METH_VARARGS, "Record the name of thread tid."},
+    {"set_greenlet_tid", set_greenlet_tid, METH_O,
+     "The calling thread now runs a greenlet recorded as thread tid (0: its own id)."},
     {"is_tracking", is_tracking, METH_NOARGS, "Whether a Tracker is active."},
     {"capture_path", capture_path, METH_NOARGS, "The capture file this process writes."},
     {NULL, NULL, 0, NULL},

@@ -30,6 +30,10 @@ __thread int mr_tracker_guard MR_TLS;
 
 typedef struct mr_thread {
     uint32_t tid;
+    /* The greenlet running on this thread, as a thread of its own: its id
+     * stands for tid in the records of the session it was set in. */
+    uint32_t greenlet_tid;
+    uint32_t greenlet_session;
     mr_pystack_cache_t py;
     mr_native_cache_t native;
 } mr_thread_t;
@@ -52,6 +56,8 @@ static struct {
     char *path;                /* the file this process writes */
     int socket;                /* the capture streams to a live reader (no file) */
     uint64_t flushed_at;       /* socket: stream size at the end of the last flush */
+    uint64_t snap_ms;          /* ms_since_start of the last memory snapshot */
+    int snapped;               /* a snapshot was written to this capture */
     uint16_t flags;
     uint64_t start_mono_ns;
     /* sampler: its own mutex and condition so stop can wake it */
@@ -61,6 +67,7 @@ static struct {
     int sampler_running; /* GIL-holding callers and fork child */
     pthread_t sampler;
     int statm_fd;
+    uint32_t session; /* counts Tracker starts */
 } g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -121,6 +128,24 @@ static mr_thread_t *thread_get(void)
     return t;
 }
 
+/* The thread id the calling thread's records carry. */
+static inline uint32_t record_tid(const mr_thread_t *t)
+{
+    return MR_UNLIKELY(t->greenlet_session == g.session && t->greenlet_tid != 0) ? t->greenlet_tid
+                                                                                : t->tid;
+}
+
+void mr_tracker_set_greenlet_tid(uint32_t tid)
+{
+    mr_tracker_guard++;
+    mr_thread_t *t = thread_get();
+    if (t != NULL) {
+        t->greenlet_tid = tid;
+        t->greenlet_session = __atomic_load_n(&g.session, __ATOMIC_RELAXED);
+    }
+    mr_tracker_guard--;
+}
+
 /* Recording broke (disk full, socket gone, out of memory): stop recording for
  * good, keep the program running, report at stop. */
 static void fail_locked(int rc)
@@ -137,7 +162,8 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
     if (t == NULL)
         goto out;
     uint64_t generation = __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
-    int rc = mr_pystack_walk(&t->py, t->tid, generation);
+    uint32_t tid = record_tid(t);
+    int rc = mr_pystack_walk(&t->py, tid, generation);
     int native = g.flags & MR_FLAG_NATIVE;
     if (native)
         mr_native_walk(&t->native, generation);
@@ -151,10 +177,10 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
         rc = mr_native_resolve_locked(&t->native, &g.writer, &native_node);
     if (rc == 0) {
         if (g.agg != NULL) {
-            mr_loc_key_t key = {t->tid, allocator, node, native_node};
+            mr_loc_key_t key = {tid, allocator, node, native_node};
             rc = mr_agg_alloc(g.agg, &key, (uintptr_t)ptr, size);
         } else {
-            rc = mr_writer_alloc(&g.writer, t->tid, allocator, (uintptr_t)ptr, size, node,
+            rc = mr_writer_alloc(&g.writer, tid, allocator, (uintptr_t)ptr, size, node,
                                  native_node);
         }
     }
@@ -177,7 +203,7 @@ void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
         if (g.agg != NULL) {
             mr_agg_free(g.agg, (uintptr_t)ptr, len, allocator == MR_MUNMAP);
         } else {
-            int rc = mr_writer_free(&g.writer, t->tid, allocator, (uintptr_t)ptr, len);
+            int rc = mr_writer_free(&g.writer, record_tid(t), allocator, (uintptr_t)ptr, len);
             if (rc < 0)
                 fail_locked(rc);
         }
@@ -236,15 +262,30 @@ static uint64_t read_rss(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* A memory snapshot (RSS, and the heap when aggregating), never closer than
+ * memory_interval_ms to the one before it (as memray 1.x): the one at stop is
+ * left out when the last came less than an interval earlier. */
 static void snapshot_locked(void)
 {
     if (!mr_tracker_active)
         return;
+    uint64_t ms = ms_since_start();
+    if (g.snapped && ms - g.snap_ms < g.opts.interval_ms)
+        return;
     uint64_t rss = read_rss();
-    int rc = mr_writer_memory(&g.writer, ms_since_start(), rss, g.agg != NULL,
-                              g.agg ? mr_agg_heap(g.agg) : 0);
+    int rc = mr_writer_memory(&g.writer, ms, rss, g.agg != NULL, g.agg ? mr_agg_heap(g.agg) : 0);
     if (rc < 0)
         fail_locked(rc);
+    g.snap_ms = ms;
+    g.snapped = 1;
+}
+
+/* When the next snapshot is due: an interval after the last one. */
+static struct timespec next_snapshot_locked(void)
+{
+    uint64_t ns = g.start_mono_ns + (g.snap_ms + g.opts.interval_ms) * 1000000u;
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
+                             .tv_nsec = (long)(ns % 1000000000u)};
 }
 
 /* Live tracking: hands the buffered records to the reader, so a live view
@@ -280,13 +321,11 @@ static void *sampler_main(void *arg)
 {
     (void)arg;
     mr_tracker_guard = 1; /* nothing this thread does is the program's */
+    pthread_mutex_lock(&g.lock);
+    struct timespec next = next_snapshot_locked();
+    pthread_mutex_unlock(&g.lock);
     pthread_mutex_lock(&g.sampler_lock);
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
     while (!g.sampler_stop) {
-        uint64_t ns = (uint64_t)next.tv_nsec + (uint64_t)g.opts.interval_ms * 1000000u;
-        next.tv_sec += (time_t)(ns / 1000000000u);
-        next.tv_nsec = (long)(ns % 1000000000u);
         int rc = 0;
         while (!g.sampler_stop && rc != ETIMEDOUT)
             rc = pthread_cond_timedwait(&g.sampler_cond, &g.sampler_lock, &next);
@@ -297,6 +336,7 @@ static void *sampler_main(void *arg)
         uint64_t before = stream_size_locked();
         snapshot_locked();
         flush_locked(before);
+        next = next_snapshot_locked();
         pthread_mutex_unlock(&g.lock);
         pthread_mutex_lock(&g.sampler_lock);
     }
@@ -351,6 +391,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
     int rc = 0;
     g.socket = given != NULL;
     g.flushed_at = 0;
+    g.snapped = 0;
     if (given == NULL && (rc = mr_sink_open_file(path, overwrite, buffered, &sink)) < 0)
         return rc;
     const char *cmd = g.opts.command_line ? g.opts.command_line : "";
@@ -423,6 +464,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     g.failed = 0;
     g.inherited = 0;
     g.opts.sink = NULL;
+    __atomic_add_fetch(&g.session, 1, __ATOMIC_RELAXED); /* greenlet ids of the last one end */
     if (g.opts.path == NULL || g.opts.command_line == NULL || g.path == NULL) {
         mr_sink_abandon(given);
         rc = -ENOMEM;

@@ -35,6 +35,9 @@ void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len);
 void mr_tracker_objects_changed(void);
 /* Names thread tid (0: the calling thread). */
 void mr_tracker_record_thread_name(uint32_t tid, const char *name, size_t len);
+/* The calling thread now runs a greenlet recorded as thread tid (0: the
+ * thread's own id again), until the next call or the end of this session. */
+void mr_tracker_set_greenlet_tid(uint32_t tid);
 
 typedef struct mr_tracker_options {
     const char *path;         /* capture file; with sink: only a name for messages */

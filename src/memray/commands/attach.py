@@ -62,15 +62,25 @@ try:
     memray._attached_tracker = tracker
     if {duration!r}:
         import threading
+        import time
 
         def _memray_detach_after():
+            # Counts the time the program runs: while the debugger still
+            # holds the process stopped (or anything else pauses it), the
+            # clock moves but little of it is counted.
+            remaining = {duration!r}
+            last = time.monotonic()
+            while remaining > 0 and getattr(memray, "_attached_tracker", None) is tracker:
+                time.sleep(min(0.05, remaining))
+                now = time.monotonic()
+                remaining -= min(now - last, 0.1)
+                last = now
             t = getattr(memray, "_attached_tracker", None)
             if t is tracker:
                 memray._attached_tracker = None
                 t.__exit__(None, None, None)
 
-        timer = threading.Timer({duration!r}, _memray_detach_after)
-        timer.daemon = True
+        timer = threading.Thread(target=_memray_detach_after, daemon=True)
         timer.start()
     outcome = "ok"
 except BaseException as error:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from .common import (
@@ -62,20 +61,17 @@ def _json_path(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from memray._reader import compute_statistics
-    from memray.reporters.stats import StatsReporter, module_totals
+    from memray.reporters.stats import StatsReporter
 
     path = check_capture_path(args.results)
     json_path = _json_path(args) if args.json else None
     if json_path is not None:
         check_output_file(json_path, force=args.force)
     with reading(path):  # an aggregated capture: NotImplementedError, one line
-        # Every location (grouped, one entry per distinct innermost frame), so
-        # the per-module totals are complete; the reporter shows the top ones.
         stats = compute_statistics(
-            path, report_progress=progress_enabled(), num_largest=sys.maxsize
+            path, report_progress=progress_enabled(), num_largest=args.num_largest
         )
-    modules = module_totals(stats.top_locations_by_size, stats.top_locations_by_count)
-    reporter = StatsReporter(stats, args.num_largest, modules)
+    reporter = StatsReporter(stats, args.num_largest)
     if json_path is None:
         reporter.render(use_rich=stdout_is_terminal())
         return 0

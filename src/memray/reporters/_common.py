@@ -256,6 +256,19 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def arena_leaks_warning(kind: str, metadata: Any) -> bool:
+    """Whether a report needs memray 1.x's warning: leaks from a capture made
+    with pymalloc active but without trace_python_allocators count the memory
+    pymalloc keeps in its arenas for reuse as leaked."""
+    allocator = getattr(metadata, "python_allocator", "")
+    name = str(getattr(allocator, "name", allocator)).lower()
+    return (
+        kind == "leaks"
+        and name == "pymalloc"
+        and not getattr(metadata, "trace_python_allocators", False)
+    )
+
+
 def describe_metadata(metadata: Any) -> dict[str, str]:
     """Display strings for a capture's Metadata (escaped later by the template)."""
 

@@ -1,5 +1,5 @@
 """The statistics report: totals, a histogram of allocation sizes, the
-allocator mix, the top locations by size and by count, and per-module totals.
+allocator mix, the top locations and the top modules by size and by count.
 
 The numbers come computed (memray.compute_statistics, in C); this module bins
 the size histogram and lays everything out as text or JSON.
@@ -13,22 +13,13 @@ import datetime
 import enum
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ._text import UNKNOWN_FUNCTION, format_location, rich_console, size_fmt
+from ._text import format_location, rich_console, size_fmt
 
 Frame = tuple[str, str, int]
-
-
-@dataclass(frozen=True)
-class ModuleTotal:
-    """Bytes and allocations whose innermost Python frame is in ``module`` (a file)."""
-
-    module: str
-    size: int
-    n_allocations: int
 
 
 @dataclass(frozen=True)
@@ -66,24 +57,6 @@ def size_histogram(count_by_size: Mapping[int, int], bins: int = 10) -> list[His
         result.append(HistogramBin(lower, upper, tally))
         lower = upper + 1
     return result
-
-
-def module_totals(
-    by_size: Iterable[tuple[Frame, int]], by_count: Iterable[tuple[Frame, int]]
-) -> list[ModuleTotal]:
-    """Per-module totals from per-location ones (every location, not only the
-    top ones): a module is the file of the innermost Python frame. Largest
-    first."""
-    sizes: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    for (function, file, _line), size in by_size:
-        module = format_location(function, file) if function == UNKNOWN_FUNCTION else file
-        sizes[module] = sizes.get(module, 0) + int(size)
-    for (function, file, _line), count in by_count:
-        module = format_location(function, file) if function == UNKNOWN_FUNCTION else file
-        counts[module] = counts.get(module, 0) + int(count)
-    modules = [ModuleTotal(m, sizes.get(m, 0), counts.get(m, 0)) for m in sizes.keys() | counts]
-    return sorted(modules, key=lambda m: (-m.size, -m.n_allocations, m.module))
 
 
 def _allocator_name(key: Any) -> str:
@@ -134,14 +107,11 @@ class StatsReporter:
     HISTOGRAM_BINS = 10
     BAR_WIDTH = 25
 
-    def __init__(
-        self, stats: Any, num_largest: int = 5, modules: Sequence[ModuleTotal] = ()
-    ) -> None:
+    def __init__(self, stats: Any, num_largest: int = 5) -> None:
         if num_largest < 1:
             raise ValueError(f"num_largest must be at least 1, not {num_largest}")
         self.stats = stats
         self.num_largest = num_largest
-        self.modules = list(modules)[:num_largest]
 
     # What is shown, in the order shown.
     def allocator_distribution(self) -> list[tuple[str, int]]:
@@ -162,6 +132,15 @@ class StatsReporter:
             : self.num_largest
         ]
 
+    def top_modules_by_size(self) -> list[tuple[str, int, int]]:
+        """(module, allocations, bytes): see compute_statistics."""
+        rows = getattr(self.stats, "top_modules_by_allocation_size", [])
+        return [(str(m), int(n), int(b)) for m, n, b in rows][: self.num_largest]
+
+    def top_modules_by_count(self) -> list[tuple[str, int, int]]:
+        rows = getattr(self.stats, "top_modules_by_allocation_count", [])
+        return [(str(m), int(n), int(b)) for m, n, b in rows][: self.num_largest]
+
     def histogram(self) -> list[HistogramBin]:
         return size_histogram(self.stats.allocation_count_by_size, self.HISTOGRAM_BINS)
 
@@ -172,7 +151,7 @@ class StatsReporter:
         return int(peak)
 
     def to_json(self) -> dict[str, Any]:
-        """memray 1.x's `stats --json` layout, plus peak and per-module totals."""
+        """memray 1.x's `stats --json` layout, plus the peak."""
         return {
             "total_num_allocations": int(self.stats.total_num_allocations),
             "total_bytes_allocated": int(self.stats.total_memory_allocated),
@@ -187,8 +166,13 @@ class StatsReporter:
                 {"location": format_location(*loc), "count": count}
                 for loc, count in self.top_by_count()
             ],
-            "top_modules_by_size": [
-                {"module": m.module, "size": m.size, "count": m.n_allocations} for m in self.modules
+            "top_modules_by_allocation_size": [
+                {"module": m, "num_allocations": n, "total_bytes": b}
+                for m, n, b in self.top_modules_by_size()
+            ],
+            "top_modules_by_allocation_count": [
+                {"module": m, "num_allocations": n, "total_bytes": b}
+                for m, n, b in self.top_modules_by_count()
             ],
             "metadata": metadata_dict(self.stats.metadata),
         }
@@ -246,9 +230,16 @@ class StatsReporter:
         for loc, count in self.top_by_count():
             line(f"\t- {format_location(*loc)} -> {count}")
         line()
-        heading("📚", escape(f"Top {self.num_largest} modules (by size):"))
-        for m in self.modules:
-            line(f"\t- {m.module} -> {size_fmt(m.size)} in {m.n_allocations} allocations")
+        line()
+        heading("🥇", escape(f"Top {self.num_largest} allocating modules (by size):"))
+        for module, count, size in self.top_modules_by_size():
+            line(f"\t- {module}: {size_fmt(size)} total | {count} allocations")
+        line()
+        heading(
+            "🥇", escape(f"Top {self.num_largest} allocating modules (by number of allocations):")
+        )
+        for module, count, size in self.top_modules_by_count():
+            line(f"\t- {module}: {size_fmt(size)} total | {count} allocations")
 
     def _histogram_lines(self, bar: str) -> list[str]:
         bins = self.histogram()

@@ -15,6 +15,7 @@ from .._enums import AllocatorType
 from ._common import (
     Record,
     StringTable,
+    arena_leaks_warning,
     describe_metadata,
     format_bytes,
     format_location,
@@ -85,6 +86,7 @@ def render_table(
         data=data,
         title=f"memray table: {title}",
         meta=describe_metadata(metadata),
+        leaks_warning=arena_leaks_warning(kind, metadata),
         total=format_bytes(sum(data["rows"]["size"])),
         rows=f"{len(data['rows']['size']):,}",
     )
