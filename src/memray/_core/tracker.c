@@ -132,7 +132,7 @@ static mr_thread_t *thread_get(void)
 static inline uint32_t record_tid(const mr_thread_t *t)
 {
     return MR_UNLIKELY(t->greenlet_session == g.session && t->greenlet_tid != 0) ? t->greenlet_tid
-                                                                                : t->tid;
+                                                                                 : t->tid;
 }
 
 void mr_tracker_set_greenlet_tid(uint32_t tid)
@@ -180,8 +180,8 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
             mr_loc_key_t key = {tid, allocator, node, native_node};
             rc = mr_agg_alloc(g.agg, &key, (uintptr_t)ptr, size);
         } else {
-            rc = mr_writer_alloc(&g.writer, tid, allocator, (uintptr_t)ptr, size, node,
-                                 native_node);
+            rc =
+                mr_writer_alloc(&g.writer, tid, allocator, (uintptr_t)ptr, size, node, native_node);
         }
     }
     if (rc < 0)
