@@ -532,8 +532,8 @@ def test_stats_text(capture: Path) -> None:
     assert "\x1b[" not in out
     assert "Total allocations:" in out and "Histogram of allocation size:" in out
     assert re.search(r"^\s+MALLOC: \d+$", out, re.MULTILINE)
-    assert f"- big_leaf:{script}:{L('# BIG')} -> {size_fmt(5 * MiB)}" in out
-    assert f"- temporary:{script}:{L('# TEMP')} -> {size_fmt(4 * 777_777)}" in out
+    assert f"- big_leaf:{script}:{L('# BIG')} -> {size_fmt(5 * MiB, base=1000)}" in out
+    assert f"- temporary:{script}:{L('# TEMP')} -> {size_fmt(4 * 777_777, base=1000)}" in out
     assert f"- <module>:{script}:{L('# WARM')} -> 100" in out
     # Modules as memray 1.x names them: the script is "prog", and credited
     # with what the standard library allocated for it too.

@@ -14,12 +14,18 @@ Location = tuple  # (function, file, line) as AllocationRecord.stack_trace() giv
 UNKNOWN_FUNCTION = "<unknown>"
 
 
-def size_fmt(num: float, suffix: str = "B") -> str:
-    """1536 -> '1.500KB', as memray 1.x prints sizes (powers of 1024)."""
-    for unit in ("", "K", "M", "G", "T", "P", "E", "Z"):
-        if abs(num) < 1024.0:
+def size_fmt(num: float, suffix: str = "B", *, base: int = 1024) -> str:
+    """1536 -> '1.500KB', as memray 1.x prints sizes in its reports (powers of
+    1024); with base=1000, 1536 -> '1.536kB', as its `stats` prints them."""
+    units = (
+        ("", "K", "M", "G", "T", "P", "E", "Z")
+        if base == 1024
+        else ("", "k", "M", "G", "T", "P", "E", "Z")
+    )
+    for unit in units:
+        if abs(num) < base:
             return f"{num:5.3f}{unit}{suffix}"
-        num /= 1024.0
+        num /= base
     return f"{num:.1f}Y{suffix}"
 
 

@@ -22,6 +22,11 @@ from ._text import format_location, rich_console, size_fmt
 Frame = tuple[str, str, int]
 
 
+def _size(num: float) -> str:
+    """Sizes as memray 1.x's stats print them: powers of 1000 (kB, MB)."""
+    return size_fmt(num, base=1000)
+
+
 @dataclass(frozen=True)
 class HistogramBin:
     min_bytes: int  # inclusive
@@ -204,10 +209,10 @@ class StatsReporter:
         line(f"\t{self.stats.total_num_allocations}")
         line()
         heading("📦", "Total memory allocated:")
-        line(f"\t{size_fmt(self.stats.total_memory_allocated)}")
+        line(f"\t{_size(self.stats.total_memory_allocated)}")
         line()
         heading("📦", "Peak memory usage:")
-        line(f"\t{size_fmt(self.peak_memory())}")
+        line(f"\t{_size(self.peak_memory())}")
         line()
         heading("📊", "Histogram of allocation size:")
         for text in self._histogram_lines(bar):
@@ -219,7 +224,7 @@ class StatsReporter:
         line()
         heading("🥇", escape(f"Top {self.num_largest} largest allocating locations (by size):"))
         for loc, size in self.top_by_size():
-            line(f"\t- {format_location(*loc)} -> {size_fmt(size)}")
+            line(f"\t- {format_location(*loc)} -> {_size(size)}")
         line()
         heading(
             "🥇",
@@ -233,13 +238,13 @@ class StatsReporter:
         line()
         heading("🥇", escape(f"Top {self.num_largest} allocating modules (by size):"))
         for module, count, size in self.top_modules_by_size():
-            line(f"\t- {module}: {size_fmt(size)} total | {count} allocations")
+            line(f"\t- {module}: {_size(size)} total | {count} allocations")
         line()
         heading(
             "🥇", escape(f"Top {self.num_largest} allocating modules (by number of allocations):")
         )
         for module, count, size in self.top_modules_by_count():
-            line(f"\t- {module}: {size_fmt(size)} total | {count} allocations")
+            line(f"\t- {module}: {_size(size)} total | {count} allocations")
 
     def _histogram_lines(self, bar: str) -> list[str]:
         bins = self.histogram()
@@ -248,13 +253,13 @@ class StatsReporter:
         biggest = max(b.count for b in bins) or 1
         count_width = max(len(str(b.count)) for b in bins)
         lines = [
-            f"min: {size_fmt(bins[0].min_bytes)}",
+            f"min: {_size(bins[0].min_bytes)}",
             "-" * (9 + 4 + count_width + self.BAR_WIDTH),
         ]
         for b in bins:
             length = math.ceil(b.count / biggest * self.BAR_WIDTH)
-            text = f"<={size_fmt(b.max_bytes):<9} : {b.count:>{count_width}} {bar * length}"
+            text = f"<={_size(b.max_bytes):<9} : {b.count:>{count_width}} {bar * length}"
             lines.append(text.rstrip())
         lines.append("-" * (9 + 4 + count_width + self.BAR_WIDTH))
-        lines.append(f"max: {size_fmt(bins[-1].max_bytes)}")
+        lines.append(f"max: {_size(bins[-1].max_bytes)}")
         return lines
