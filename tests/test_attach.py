@@ -67,10 +67,13 @@ lib = ctypes.CDLL(os.environ["TESTALLOC"])
 lib.ta_malloc.restype = ctypes.c_void_p
 print("ready", flush=True)
 keep = []
+# Names the injected code uses: attach and detach must leave them alone.
+tracker = status_path = outcome = base64 = "the program's"
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
     keep.append(lib.ta_malloc(424242))  # TARGET_LINE
     time.sleep(0.02)
+    assert tracker == status_path == outcome == base64 == "the program's"
 """
 
 

@@ -207,7 +207,7 @@ def test_stats_top_locations_name_the_innermost_native_frame(
     )
     assert proc.returncode == 0, proc.stderr
     by_size = proc.stdout.split("(by size):")[1].split("(by number of allocations):")[0]
-    assert f"- {inlined} -> {size_fmt(123457)}" in by_size, proc.stdout
+    assert f"- {inlined} -> {size_fmt(123457, base=1000)}" in by_size, proc.stdout
     assert "memtest::Pool::grab(unsigned long)" in by_size, proc.stdout
     stats = compute_statistics(tmp_path / "out.bin", num_largest=1000)
     where = {loc: size for loc, size in stats.top_locations_by_size}

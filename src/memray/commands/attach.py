@@ -49,6 +49,10 @@ try:
             import memray
         finally:
             sys.path.remove({pkg_parent!r})
+    import threading
+
+    if not hasattr(memray, "_attach_lock"):
+        memray._attach_lock = threading.Lock()  # attach, detach and the timer, one at a time
     if getattr(memray, "_attached_tracker", None) is not None:
         raise RuntimeError("memray is already attached to this process")
     tracker = memray.Tracker(
@@ -61,10 +65,9 @@ try:
     tracker._enter(None)
     memray._attached_tracker = tracker
     if {duration!r}:
-        import threading
         import time
 
-        def _memray_detach_after():
+        def _memray_detach_after(tracker=tracker, memray=memray):
             # Counts the time the program runs: while the debugger still
             # holds the process stopped (or anything else pauses it), the
             # clock moves but little of it is counted.
@@ -75,10 +78,12 @@ try:
                 now = time.monotonic()
                 remaining -= min(now - last, 0.1)
                 last = now
-            t = getattr(memray, "_attached_tracker", None)
-            if t is tracker:
-                memray._attached_tracker = None
-                t.__exit__(None, None, None)
+            # Finished before it is marked detached, so a detach that finds
+            # it gone finds the capture complete.
+            with memray._attach_lock:
+                if getattr(memray, "_attached_tracker", None) is tracker:
+                    tracker.__exit__(None, None, None)
+                    memray._attached_tracker = None
 
         timer = threading.Thread(target=_memray_detach_after, daemon=True)
         timer.start()
@@ -94,11 +99,15 @@ status_path = __STATUS__
 try:
     import sys
     memray = sys.modules.get("memray")
-    tracker = getattr(memray, "_attached_tracker", None) if memray else None
-    if tracker is None:
+    lock = getattr(memray, "_attach_lock", None) if memray else None
+    if lock is None:
         raise RuntimeError("memray is not attached to this process")
-    memray._attached_tracker = None
-    tracker.__exit__(None, None, None)
+    with lock:
+        tracker = getattr(memray, "_attached_tracker", None)
+        if tracker is None:
+            raise RuntimeError("memray is not attached to this process")
+        tracker.__exit__(None, None, None)
+        memray._attached_tracker = None
     outcome = "ok"
 except BaseException as error:
     outcome = type(error).__name__ + ": " + str(error)
@@ -214,7 +223,8 @@ def inject(pid: int, source: str, method: str = "auto") -> str:
         os.chmod(tmp, 0o777)  # the target may run as another user
         payload = source.replace("__STATUS__", repr(str(status)))
         encoded = base64.b64encode(payload.encode()).decode()
-        code = f"import base64;exec(base64.b64decode('{encoded}'))"
+        # In a namespace of its own: the program's __main__ keeps its names.
+        code = f"exec(__import__('base64').b64decode('{encoded}'),{{}})"
         for m in methods:
             why = _inject_with(m, pid, status, code)
             if why is None:
