@@ -215,3 +215,132 @@ def test_stats_top_locations_name_the_innermost_native_frame(
     # Every allocation is counted once, at one location.
     assert sum(where.values()) == stats.total_memory_allocated
     assert sum(n for _, n in stats.top_locations_by_count) == stats.total_num_allocations
+
+
+DEEP_CODE = """
+import ctypes, os
+import memray
+lib = ctypes.CDLL(os.environ["NATIVELIB"])
+lib.nl_recurse.restype = ctypes.c_void_p
+
+def deep(depth):
+    return lib.nl_recurse(depth, 70000 + depth)  # PY_DEEP
+
+with memray.Tracker("out.bin", native_traces=True):
+    for depth in (10, 3000, 10000):
+        deep(depth)
+"""
+
+
+def test_deep_native_stacks_are_kept_whole(tmp_path: Path, nativelib: Path) -> None:
+    # memray 1.x keeps every frame: 3001 and 10001 nl_recurse frames, and the
+    # same frames outside them as for a shallow stack.
+    run_python(DEEP_CODE, tmp_path, env={"NATIVELIB": str(nativelib)})
+    c_src = str(LIB / "nativelib.c")
+    alloc_line = _line(LIB / "nativelib.c", "NL_RECURSE_ALLOC")
+    call_line = _line(LIB / "nativelib.c", "NL_RECURSE_CALL")
+    script = str(tmp_path / "prog.py")
+    with FileReader(tmp_path / "out.bin") as reader:
+        recs = {
+            r.size - 70000: r
+            for r in reader.get_leaked_allocation_records()
+            if r.size - 70000 in (10, 3000, 10000)
+        }
+        assert set(recs) == {10, 3000, 10000}
+        outer = None
+        for depth, rec in sorted(recs.items()):
+            native = rec.native_stack_trace()
+            assert native[0] == ("nl_recurse", c_src, alloc_line)
+            assert native[1 : depth + 1] == [("nl_recurse", c_src, call_line)] * depth
+            assert native[depth + 1][0] != "nl_recurse"
+            # Outside the recursion: the same frames whatever its depth.
+            if outer is None:
+                outer = native[depth + 1 :]
+            assert native[depth + 1 :] == outer
+            hybrid = rec.hybrid_stack_trace()
+            assert hybrid[: depth + 1] == native[: depth + 1]
+            assert ("deep", script, line_of(DEEP_CODE, "# PY_DEEP")) in hybrid
+            assert len(rec.native_stack_trace(max_stacks=5)) == 5
+
+
+def _names(frames: list) -> list:
+    return [f[0] for f in frames]
+
+
+HYBRID_CODE = """
+import ctypes, os, sys, threading
+import memray
+lib = ctypes.CDLL(os.environ["NATIVELIB"])
+lib.nl_alloc.restype = ctypes.c_void_p
+
+def alloc(size):
+    lib.nl_alloc(size)  # PY_ALLOC
+
+def track_in_function():
+    with memray.Tracker("func.bin", native_traces=True):
+        alloc(1001)  # PY_IN_FUNCTION
+        t = threading.Thread(target=alloc, args=(1002,))
+        t.start()
+        t.join()
+
+def track_under_c_call(_):
+    with memray.Tracker("map.bin", native_traces=True):
+        alloc(1003)  # PY_UNDER_MAP
+
+def outer():
+    track_in_function()  # PY_HIDDEN
+    list(map(track_under_c_call, [0]))
+
+outer()
+with memray.Tracker("module.bin", native_traces=True):
+    alloc(1004)  # PY_MODULE
+"""
+
+
+def test_hybrid_stack_ends_as_memray_1x(tmp_path: Path, nativelib: Path) -> None:
+    run_python(HYBRID_CODE, tmp_path, env={"NATIVELIB": str(nativelib)})
+    script = str(tmp_path / "prog.py")
+    alloc_frame = ("alloc", script, line_of(HYBRID_CODE, "# PY_ALLOC"))
+
+    def hybrid(capture: str, size: int) -> list:
+        with FileReader(tmp_path / capture) as reader:
+            (rec,) = [
+                r
+                for r in reader.get_leaked_allocation_records(merge_threads=False)
+                if r.size == size
+            ]
+            return rec.hybrid_stack_trace()
+
+    # The Python frames above the `with` are hidden, and so are the native
+    # frames that ran them: the stack ends at its outermost shown frame.
+    in_function = hybrid("func.bin", 1001)
+    assert in_function[0][0] == "inlined_alloc"
+    assert in_function[-2:] == [
+        alloc_frame,
+        ("track_in_function", script, line_of(HYBRID_CODE, "# PY_IN_FUNCTION")),
+    ]
+    # Also when the frame holding the `with` was called from C (map).
+    under_map = hybrid("map.bin", 1003)
+    assert under_map[-2:] == [
+        alloc_frame,
+        ("track_under_c_call", script, line_of(HYBRID_CODE, "# PY_UNDER_MAP")),
+    ]
+    # Another thread: its Python frames where its interpreter loops ran them,
+    # then the thread's native start frames.
+    thread = _names(hybrid("func.bin", 1002))
+    assert thread[-1] in ("clone3", "__clone3", "clone"), thread
+    assert "start_thread" in thread[-3:], thread
+    assert thread.index("_bootstrap") < thread.index("start_thread")
+    assert thread.index("alloc") < thread.index("run") < thread.index("_bootstrap_inner")
+    assert "_PyEval_EvalFrameDefault" not in thread
+    # A `with` at module level hides no Python frame: as memray 1.x, the
+    # stack goes on to the process's start-up frames.
+    module = hybrid("module.bin", 1004)
+    names = _names(module)
+    i = names.index("<module>")
+    assert module[i - 1 : i + 1] == [
+        alloc_frame,
+        ("<module>", script, line_of(HYBRID_CODE, "# PY_MODULE")),
+    ]
+    assert names[-1] == "_start", names
+    assert "Py_RunMain" in names[i:] or "Py_BytesMain" in names[i:], names

@@ -61,14 +61,39 @@ int mr_native_init(void)
     return 0;
 }
 
+/* Unwinds into c->walk, growing it until the whole stack fits. Returns the
+ * frame count. */
+static uint32_t unwind(mr_native_cache_t *c)
+{
+    for (;;) {
+        if (c->walk_cap == 0) {
+            c->walk = malloc(MR_NATIVE_INITIAL_DEPTH * sizeof *c->walk);
+            if (c->walk == NULL)
+                return 0;
+            c->walk_cap = MR_NATIVE_INITIAL_DEPTH;
+        }
+        int got = unw_backtrace((void **)c->walk, (int)c->walk_cap);
+        if (got <= 0)
+            return 0;
+        /* A full buffer may have cut the outer end: retry with more room (a
+         * deep stack's cost, paid on that allocation only). */
+        if ((uint32_t)got < c->walk_cap || c->walk_cap >= MR_NATIVE_MAX_DEPTH)
+            return (uint32_t)got;
+        uintptr_t *walk = realloc(c->walk, 2 * (size_t)c->walk_cap * sizeof *walk);
+        if (walk == NULL)
+            return (uint32_t)got;
+        c->walk = walk;
+        c->walk_cap *= 2;
+    }
+}
+
 void mr_native_walk(mr_native_cache_t *c, uint64_t generation)
 {
     if (c->generation != generation) {
         c->n = 0;
         c->generation = generation;
     }
-    int got = unw_backtrace((void **)c->walk, MR_NATIVE_MAX_DEPTH);
-    uint32_t n = got > 0 ? (uint32_t)got : 0;
+    uint32_t n = unwind(c);
     /* Drop the profiler's frames at the inner end. */
     uint32_t skip = 0;
     while (skip < n && c->walk[skip] >= self_start && c->walk[skip] < self_end)
@@ -130,15 +155,18 @@ int mr_native_resolve_locked(mr_native_cache_t *c, mr_writer_t *w, uint64_t *nod
         return 0;
     }
     if (n > c->cap) {
-        uintptr_t *ips = realloc(c->ips, MR_NATIVE_MAX_DEPTH * sizeof *ips);
+        uint32_t cap = c->cap ? c->cap : MR_NATIVE_INITIAL_DEPTH;
+        while (cap < n)
+            cap *= 2;
+        uintptr_t *ips = realloc(c->ips, cap * sizeof *ips);
         if (ips == NULL)
             return -ENOMEM;
         c->ips = ips;
-        uint64_t *nodes = realloc(c->nodes, MR_NATIVE_MAX_DEPTH * sizeof *nodes);
+        uint64_t *nodes = realloc(c->nodes, cap * sizeof *nodes);
         if (nodes == NULL)
             return -ENOMEM;
         c->nodes = nodes;
-        c->cap = MR_NATIVE_MAX_DEPTH;
+        c->cap = cap;
     }
     uint64_t parent = k ? c->nodes[k - 1] : 0;
     c->n = k;
@@ -157,10 +185,13 @@ int mr_native_resolve_locked(mr_native_cache_t *c, mr_writer_t *w, uint64_t *nod
 
 void mr_native_cache_free(mr_native_cache_t *c)
 {
+    free(c->walk);
     free(c->ips);
     free(c->nodes);
+    c->walk = NULL;
     c->ips = NULL;
     c->nodes = NULL;
+    c->walk_n = c->walk_cap = 0;
     c->n = c->cap = 0;
 }
 
