@@ -344,3 +344,27 @@ def test_hybrid_stack_ends_as_memray_1x(tmp_path: Path, nativelib: Path) -> None
     ]
     assert names[-1] == "_start", names
     assert "Py_RunMain" in names[i:] or "Py_BytesMain" in names[i:], names
+
+
+def test_library_loaded_by_relative_path_is_symbolized(tmp_path: Path, nativelib: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    build_nativelib(tmp_path / "sub", "libnative_rel.so")
+    code = """
+    import ctypes, os
+    import memray
+    os.chdir("sub")
+    lib = ctypes.CDLL("./libnative_rel.so")
+    lib.nl_alloc.restype = ctypes.c_void_p
+    os.chdir("/")  # the relative name no longer leads to the file
+    with memray.Tracker(os.environ["OUT"], native_traces=True):
+        lib.nl_alloc(123321)
+    """
+    run_python(code, tmp_path, env={"OUT": str(tmp_path / "out.bin")})
+    with FileReader(tmp_path / "out.bin") as reader:
+        (rec,) = [r for r in reader.get_leaked_allocation_records() if r.size == 123321]
+        native = rec.native_stack_trace()
+    c_src = str(LIB / "nativelib.c")
+    assert native[:2] == [
+        ("inlined_alloc", c_src, _line(LIB / "nativelib.c", "NL_INLINED")),
+        ("nl_alloc", c_src, _line(LIB / "nativelib.c", "NL_ENTRY")),
+    ]

@@ -7,6 +7,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libunwind.h>
 #include <link.h>
 #include <stdlib.h>
@@ -241,6 +242,75 @@ static const uint8_t *build_id(const struct dl_phdr_info *info, size_t *len)
     return NULL;
 }
 
+/* The file mapped at addr, from /proc/self/maps: 0, or -errno (-ENOENT when
+ * no file mapping holds addr). Runs outside the hot path (a dlopen). */
+static int path_of_mapping(uintptr_t addr, char *out, size_t size)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* Lines are read whole into buf; a line longer than buf (a path near
+     * PATH_MAX) is skipped. */
+    char buf[8192];
+    size_t have = 0;
+    int rc = -ENOENT, eof = 0;
+    while (rc == -ENOENT && !(eof && have == 0)) {
+        if (!eof && have < sizeof buf) {
+            ssize_t got = read(fd, buf + have, sizeof buf - have);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                rc = -errno;
+                break;
+            }
+            if (got == 0)
+                eof = 1;
+            have += (size_t)got;
+        }
+        char *nl = memchr(buf, '\n', have);
+        if (nl == NULL && !eof && have < sizeof buf)
+            continue;
+        size_t len = nl ? (size_t)(nl - buf) : have;
+        if (nl != NULL || eof) {
+            /* "start-end perms offset dev inode   path" */
+            char *line = buf, *end = buf + len, *p;
+            uintptr_t lo = strtoull(line, &p, 16), hi = 0;
+            if (p < end && *p == '-')
+                hi = strtoull(p + 1, &p, 16);
+            if (addr >= lo && addr < hi) {
+                for (int field = 0; field < 4 && p < end; field++) {
+                    while (p < end && *p == ' ')
+                        p++;
+                    while (p < end && *p != ' ')
+                        p++;
+                }
+                while (p < end && *p == ' ')
+                    p++;
+                size_t plen = (size_t)(end - p);
+                /* A file, not [heap], [vdso] or an anonymous mapping. */
+                if (plen > 0 && plen < size && *p == '/') {
+                    memcpy(out, p, plen);
+                    out[plen] = '\0';
+                    rc = 0;
+                }
+            }
+            size_t used = nl ? len + 1 : have;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+        } else {
+            have = 0; /* an overlong line: drop what we have of it */
+            char c;
+            ssize_t got;
+            while ((got = read(fd, &c, 1)) == 1 && c != '\n')
+                ;
+            if (got <= 0)
+                eof = 1;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
 static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
@@ -261,6 +331,12 @@ static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
     const char *path = info->dlpi_name ? info->dlpi_name : "";
     if (path[0] == '\0' && l->n == 0)
         path = exe_path;
+    /* dlopen("./libx.so") names the object as given: relative to a working
+     * directory that may have changed since, and useless to a report run
+     * elsewhere. The kernel's map of the process knows the file. */
+    char resolved[4096];
+    if (path[0] != '\0' && path[0] != '/' && path_of_mapping(lo, resolved, sizeof resolved) == 0)
+        path = resolved;
     size_t plen = strnlen(path, 4096), blen;
     const uint8_t *bid = build_id(info, &blen);
     if (blen > 64)
