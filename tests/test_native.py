@@ -368,3 +368,51 @@ def test_library_loaded_by_relative_path_is_symbolized(tmp_path: Path, nativelib
         ("inlined_alloc", c_src, _line(LIB / "nativelib.c", "NL_INLINED")),
         ("nl_alloc", c_src, _line(LIB / "nativelib.c", "NL_ENTRY")),
     ]
+
+
+@pytest.mark.parametrize("tag", ["RPATH", "RUNPATH"])
+def test_dlopen_by_bare_name_searches_the_callers_paths(tmp_path: Path, tag: str) -> None:
+    # libdlopen_caller.so dlopens libdlopen_helper.so by its bare name; the
+    # helper lives only in $ORIGIN/sub, named by the caller's RPATH or RUNPATH.
+    (tmp_path / "sub").mkdir()
+    helper = tmp_path / "sub" / "libdlopen_helper.so"
+    caller = tmp_path / "libdlopen_caller.so"
+    flags = ["-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer"]
+    subprocess.run(
+        ["cc", *flags, "-o", str(helper), str(LIB / "dlopen_helper.c")],
+        check=True,
+        timeout=TIMEOUT,
+    )
+    dtags = "--disable-new-dtags" if tag == "RPATH" else "--enable-new-dtags"
+    subprocess.run(
+        ["cc", *flags, f"-Wl,{dtags},-rpath,$ORIGIN/sub"]
+        + ["-o", str(caller), str(LIB / "dlopen_caller.c"), "-ldl"],
+        check=True,
+        timeout=TIMEOUT,
+    )
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(caller)], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"({tag})" in dynamic and "$ORIGIN/sub" in dynamic
+    code = """
+    import ctypes, os
+    import memray
+    lib = ctypes.CDLL(os.environ["CALLER"])
+    lib.dc_load_and_alloc.restype = ctypes.c_void_p
+    lib.dc_error.restype = ctypes.c_char_p
+    with memray.Tracker("out.bin", native_traces=True):
+        p = lib.dc_load_and_alloc(424242)
+    assert p, lib.dc_error()
+    """
+    run_python(code, tmp_path, env={"CALLER": str(caller)})
+    with FileReader(tmp_path / "out.bin") as reader:
+        (rec,) = [r for r in reader.get_leaked_allocation_records() if r.size == 424242]
+        native = rec.native_stack_trace()
+    assert native[:2] == [
+        ("dh_alloc", str(LIB / "dlopen_helper.c"), _line(LIB / "dlopen_helper.c", "DH_ALLOC")),
+        (
+            "dc_load_and_alloc",
+            str(LIB / "dlopen_caller.c"),
+            _line(LIB / "dlopen_caller.c", "DC_CALL"),
+        ),
+    ]
