@@ -226,6 +226,8 @@ lib.nl_recurse.restype = ctypes.c_void_p
 def deep(depth):
     return lib.nl_recurse(depth, 70000 + depth)  # PY_DEEP
 
+for _ in range(20):  # the interpreter specializes the call: same path below
+    deep(1)
 with memray.Tracker("out.bin", native_traces=True):
     for depth in (10, 3000, 10000):
         deep(depth)
