@@ -141,8 +141,7 @@ static void parse_location(const char *text, oracle_frame_t *f)
     if (last != NULL) {
         *last = '\0';
         char *prev = strrchr(buf, ':');
-        if (prev != NULL && prev[1] != '\0' &&
-            strspn(prev + 1, "0123456789") == strlen(prev + 1)) {
+        if (prev != NULL && prev[1] != '\0' && strspn(prev + 1, "0123456789") == strlen(prev + 1)) {
             f->line = (unsigned)strtoul(prev + 1, NULL, 10); /* file:line:col */
             *prev = '\0';
         } else {

@@ -30,7 +30,7 @@ __attribute__((noinline)) void *nl_alloc_cxx(size_t size)
 __attribute__((noinline)) void *nl_recurse(int depth, size_t size)
 {
     if (depth <= 0)
-        return malloc(size); /* NL_RECURSE_ALLOC */
+        return malloc(size);               /* NL_RECURSE_ALLOC */
     void *p = nl_recurse(depth - 1, size); /* NL_RECURSE_CALL */
     __asm__ volatile("" ::: "memory");
     return p;

@@ -187,7 +187,7 @@ static int installed; /* patch_lock; read unlocked by hook_dlopen (a stale 1
                        * only costs a patch pass that finds nothing to do) */
 
 /* The dynamic section entry `tag` of the object lm, or NULL. */
-static const ElfW(Dyn) *dyn_entry(const struct link_map *lm, ElfW(Sxword) tag)
+static const ElfW(Dyn) * dyn_entry(const struct link_map *lm, ElfW(Sxword) tag)
 {
     for (const ElfW(Dyn) *d = lm->l_ld; d != NULL && d->d_tag != DT_NULL; d++)
         if (d->d_tag == tag)
@@ -230,11 +230,21 @@ static int origin_of(const struct link_map *lm, char *out, size_t size)
     return 0;
 }
 
+/* The length of the $ORIGIN or ${ORIGIN} token at p (left bytes before the
+ * entry ends), or 0 if another token ($LIB, $PLATFORM) or none is there. */
+static size_t origin_token(const char *p, size_t left)
+{
+    if (left >= 9 && strncmp(p, "${ORIGIN}", 9) == 0)
+        return 9;
+    if (left >= 7 && strncmp(p, "$ORIGIN", 7) == 0 && (left == 7 || p[7] == '/'))
+        return 7;
+    return 0;
+}
+
 /* Tries dir/file for each directory of the colon-separated list, with
  * $ORIGIN (or ${ORIGIN}) standing for the directory of `owner` (NULL: the
  * list may not use it). The first that loads is returned. */
-static void *dlopen_in(const char *list, const struct link_map *owner, const char *file,
-                       int flags)
+static void *dlopen_in(const char *list, const struct link_map *owner, const char *file, int flags)
 {
     char origin[4096], path[4096];
     int have_origin = 0;
@@ -248,11 +258,7 @@ static void *dlopen_in(const char *list, const struct link_map *owner, const cha
             const char *piece = p + i;
             size_t plen = 1;
             if (p[i] == '$') {
-                size_t tok = len - i >= 9 && strncmp(p + i, "${ORIGIN}", 9) == 0   ? 9
-                             : len - i >= 7 && strncmp(p + i, "$ORIGIN", 7) == 0 &&
-                                       (len - i == 7 || p[i + 7] == '/')
-                                 ? 7
-                                 : 0;
+                size_t tok = origin_token(p + i, len - i);
                 /* $LIB, $PLATFORM and unknown tokens: the entry is left to the
                  * loader's own search. */
                 if (tok == 0 || owner == NULL) {
