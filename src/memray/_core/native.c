@@ -333,9 +333,11 @@ static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
         path = exe_path;
     /* dlopen("./libx.so") names the object as given: relative to a working
      * directory that may have changed since, and useless to a report run
-     * elsewhere. The kernel's map of the process knows the file. */
+     * elsewhere. The kernel's map of the process knows the file. (Names
+     * without a slash, as the vdso's, are no file.) */
     char resolved[4096];
-    if (path[0] != '\0' && path[0] != '/' && path_of_mapping(lo, resolved, sizeof resolved) == 0)
+    if (path[0] != '/' && strchr(path, '/') != NULL &&
+        path_of_mapping(lo, resolved, sizeof resolved) == 0)
         path = resolved;
     size_t plen = strnlen(path, 4096), blen;
     const uint8_t *bid = build_id(info, &blen);
