@@ -11,7 +11,7 @@ PY_VERSIONS := 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
 find_python = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)))),$(shell command -v python$(1) 2>/dev/null))
 VPY := $(VENV)/bin/python
-APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb lldb chromium
+APT_PACKAGES := pkg-config libzstd-dev liblz4-dev libunwind-dev libdw-dev gdb lldb chromium elfutils
 BUILD_DIR := build/release
 # Build tools, runtime dependencies and what the tests use (protobuf and
 # gprof2dot check the pprof and gprof2dot exports).
@@ -53,7 +53,13 @@ tests/c/bin/%: tests/c/%.c $(C_CORE_SOURCES) $(wildcard $(CORE)/*.h) tests/c/cte
 	@mkdir -p tests/c/bin
 	$(CC) $(C_FLAGS) $(CFLAGS_EXTRA) -o $@ $< $(C_CORE_SOURCES) $(C_LIBS)
 
-test-c: $(patsubst tests/c/%.c,tests/c/bin/%,$(C_TEST_SOURCES))
+# test_symbolize compares its inline chains with eu-addr2line's on this
+# library, optimised as a release build would be.
+tests/c/bin/libinlinechain.so: tests/lib/inlinechain.c | deps
+	@mkdir -p tests/c/bin
+	$(CC) -shared -fPIC -O2 -g -o $@ $(abspath $<)
+
+test-c: $(patsubst tests/c/%.c,tests/c/bin/%,$(C_TEST_SOURCES)) | tests/c/bin/libinlinechain.so
 	@set -e; for t in $^; do echo "== $$t"; timeout 120 $$t; done
 
 # The whole suite on every supported CPython found; one that is missing is

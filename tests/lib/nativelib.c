@@ -23,3 +23,15 @@ __attribute__((noinline)) void *nl_alloc_cxx(size_t size)
     __asm__ volatile("" ::: "memory");
     return p;
 }
+
+/* Recurses depth times, then allocates: a native stack of depth + 1 frames
+ * of this library. The barrier after the call keeps it a real call (no tail
+ * call, no loop). */
+__attribute__((noinline)) void *nl_recurse(int depth, size_t size)
+{
+    if (depth <= 0)
+        return malloc(size);               /* NL_RECURSE_ALLOC */
+    void *p = nl_recurse(depth - 1, size); /* NL_RECURSE_CALL */
+    __asm__ volatile("" ::: "memory");
+    return p;
+}

@@ -4,13 +4,11 @@
 #define PY_SSIZE_T_CLEAN
 #include "bind_stacks.h" /* Python.h first, as it asks */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "format.h"
 #include "stacks.h"
-
-/* Deepest native stack asked of the symbolizer when the caller sets no limit. */
-#define NATIVE_MAX_FRAMES 4096
 
 void mr_pystrings_init(mr_pystrings_t *c)
 {
@@ -127,14 +125,11 @@ PyObject *mr_py_resolved_stack(const mr_reader_t *r, mr_symbolizer_t **sym, uint
 {
     if (*sym == NULL && mr_sym_new(sym) < 0)
         return PyErr_NoMemory();
-    size_t cap = max < NATIVE_MAX_FRAMES ? max : NATIVE_MAX_FRAMES;
-    mr_sym_frame_t *frames = PyMem_Malloc((cap ? cap : 1) * sizeof *frames);
-    if (frames == NULL)
-        return PyErr_NoMemory();
+    mr_sym_frame_t *frames = NULL;
     size_t n;
     PyThreadState *ts = nogil ? PyEval_SaveThread() : NULL;
-    n = hybrid ? mr_stacks_hybrid(r, *sym, node, native, generation, frames, cap)
-               : mr_stacks_native(r, *sym, native, generation, frames, cap);
+    n = hybrid ? mr_stacks_hybrid(r, *sym, node, native, generation, max, &frames)
+               : mr_stacks_native(r, *sym, native, generation, max, &frames);
     if (ts != NULL)
         PyEval_RestoreThread(ts);
     PyObject *list = PyList_New((Py_ssize_t)n);
@@ -147,6 +142,6 @@ PyObject *mr_py_resolved_stack(const mr_reader_t *r, mr_symbolizer_t **sym, uint
         else
             PyList_SET_ITEM(list, (Py_ssize_t)i, t);
     }
-    PyMem_Free(frames);
+    free(frames);
     return list;
 }

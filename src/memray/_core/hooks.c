@@ -186,11 +186,172 @@ static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;
 static int installed; /* patch_lock; read unlocked by hook_dlopen (a stale 1
                        * only costs a patch pass that finds nothing to do) */
 
+/* The dynamic section entry `tag` of the object lm, or NULL. */
+static const ElfW(Dyn) * dyn_entry(const struct link_map *lm, ElfW(Sxword) tag)
+{
+    for (const ElfW(Dyn) *d = lm->l_ld; d != NULL && d->d_tag != DT_NULL; d++)
+        if (d->d_tag == tag)
+            return d;
+    return NULL;
+}
+
+/* The directory of the object lm, for $ORIGIN: its name as the loader has it
+ * (made absolute against the working directory), or /proc/self/exe for the
+ * main program, without the last component. 0, or -1 when unknown. */
+static int origin_of(const struct link_map *lm, char *out, size_t size)
+{
+    const char *name = lm->l_name;
+    size_t n = 0;
+    if (name == NULL || name[0] == '\0') {
+        ssize_t got = readlink("/proc/self/exe", out, size - 1);
+        if (got <= 0)
+            return -1;
+        n = (size_t)got;
+    } else {
+        if (name[0] != '/') {
+            if (getcwd(out, size) == NULL)
+                return -1;
+            n = strlen(out);
+            if (n + 1 >= size)
+                return -1;
+            out[n++] = '/';
+        }
+        size_t len = strlen(name);
+        if (n + len >= size)
+            return -1;
+        memcpy(out + n, name, len);
+        n += len;
+    }
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (slash == NULL)
+        return -1;
+    *slash = '\0';
+    return 0;
+}
+
+/* The length of the $ORIGIN or ${ORIGIN} token at p (left bytes before the
+ * entry ends), or 0 if another token ($LIB, $PLATFORM) or none is there. */
+static size_t origin_token(const char *p, size_t left)
+{
+    if (left >= 9 && strncmp(p, "${ORIGIN}", 9) == 0)
+        return 9;
+    if (left >= 7 && strncmp(p, "$ORIGIN", 7) == 0 && (left == 7 || p[7] == '/'))
+        return 7;
+    return 0;
+}
+
+/* Tries dir/file for each directory of the colon-separated list, with
+ * $ORIGIN (or ${ORIGIN}) standing for the directory of `owner` (NULL: the
+ * list may not use it). The first that loads is returned. */
+static void *dlopen_in(const char *list, const struct link_map *owner, const char *file, int flags)
+{
+    char origin[4096], path[4096];
+    int have_origin = 0;
+    size_t flen = strlen(file);
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t n = 0;
+        int ok = len > 0;
+        for (size_t i = 0; ok && i < len;) {
+            const char *piece = p + i;
+            size_t plen = 1;
+            if (p[i] == '$') {
+                size_t tok = origin_token(p + i, len - i);
+                /* $LIB, $PLATFORM and unknown tokens: the entry is left to the
+                 * loader's own search. */
+                if (tok == 0 || owner == NULL) {
+                    ok = 0;
+                    break;
+                }
+                if (!have_origin && origin_of(owner, origin, sizeof origin) < 0) {
+                    ok = 0;
+                    break;
+                }
+                have_origin = 1;
+                piece = origin;
+                plen = strlen(origin);
+                i += tok;
+            } else {
+                i++;
+            }
+            if (n + plen >= sizeof path) {
+                ok = 0;
+                break;
+            }
+            memcpy(path + n, piece, plen);
+            n += plen;
+        }
+        if (ok && n + 1 + flen < sizeof path) {
+            path[n++] = '/';
+            memcpy(path + n, file, flen + 1);
+            if (access(path, F_OK) == 0) {
+                void *h = real.dlopen(path, flags);
+                if (h != NULL)
+                    return h;
+            }
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* The string of dynamic entry `tag` (DT_RPATH, DT_RUNPATH) of lm, or NULL. */
+static const char *dyn_string(const struct link_map *lm, ElfW(Sxword) tag)
+{
+    const ElfW(Dyn) *entry = dyn_entry(lm, tag), *strtab = dyn_entry(lm, DT_STRTAB);
+    if (entry == NULL || strtab == NULL)
+        return NULL;
+    /* ld.so relocates d_ptr entries in place (as dyn_addr above). */
+    uintptr_t base = strtab->d_un.d_ptr;
+    if (base < lm->l_addr)
+        base += lm->l_addr;
+    return (const char *)base + entry->d_un.d_val;
+}
+
+/* dlopen(file) as if called from `caller`. The real dlopen searches a bare
+ * name along the paths of the object that called it, which is this
+ * extension when it goes through the hook; the caller's own RPATH or RUNPATH
+ * (with $ORIGIN its directory) would be missed. So a bare name is looked for
+ * as ld.so does for the caller: loaded already; the caller's DT_RPATH, then
+ * the main program's (unless the caller has a DT_RUNPATH); LD_LIBRARY_PATH;
+ * the caller's DT_RUNPATH; and last the real dlopen's own search (the
+ * cache, the default directories). The loaders of the caller (ld.so also
+ * reads their RPATHs) are not known through the public link_map. */
+static void *dlopen_as(const char *file, int flags, const void *caller)
+{
+    Dl_info info;
+    struct link_map *lm = NULL;
+    if (file == NULL || strchr(file, '/') != NULL ||
+        dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) == 0 || lm == NULL)
+        return real.dlopen(file, flags);
+    void *h = real.dlopen(file, flags | RTLD_NOLOAD);
+    if (h != NULL)
+        return h;
+    const char *runpath = dyn_string(lm, DT_RUNPATH);
+    if (runpath == NULL) {
+        if ((h = dlopen_in(dyn_string(lm, DT_RPATH), lm, file, flags)) != NULL)
+            return h;
+        struct link_map *main_map = lm;
+        while (main_map->l_prev != NULL)
+            main_map = main_map->l_prev;
+        if (main_map != lm && dyn_string(main_map, DT_RUNPATH) == NULL &&
+            (h = dlopen_in(dyn_string(main_map, DT_RPATH), main_map, file, flags)) != NULL)
+            return h;
+    }
+    if ((h = dlopen_in(secure_getenv("LD_LIBRARY_PATH"), NULL, file, flags)) != NULL)
+        return h;
+    if ((h = dlopen_in(runpath, lm, file, flags)) != NULL)
+        return h;
+    return real.dlopen(file, flags);
+}
+
 /* A library loaded while tracking gets its slots patched before anyone can
  * call into it. */
 static void *hook_dlopen(const char *file, int flags)
 {
-    void *h = real.dlopen(file, flags);
+    void *h = dlopen_as(file, flags, __builtin_return_address(0));
     if (h != NULL && __atomic_load_n(&installed, __ATOMIC_RELAXED)) {
         mr_tracker_guard++;
         pthread_mutex_lock(&patch_lock);

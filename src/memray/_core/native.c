@@ -7,6 +7,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libunwind.h>
 #include <link.h>
 #include <stdlib.h>
@@ -61,14 +62,39 @@ int mr_native_init(void)
     return 0;
 }
 
+/* Unwinds into c->walk, growing it until the whole stack fits. Returns the
+ * frame count. */
+static uint32_t unwind(mr_native_cache_t *c)
+{
+    for (;;) {
+        if (c->walk_cap == 0) {
+            c->walk = malloc(MR_NATIVE_INITIAL_DEPTH * sizeof *c->walk);
+            if (c->walk == NULL)
+                return 0;
+            c->walk_cap = MR_NATIVE_INITIAL_DEPTH;
+        }
+        int got = unw_backtrace((void **)c->walk, (int)c->walk_cap);
+        if (got <= 0)
+            return 0;
+        /* A full buffer may have cut the outer end: retry with more room (a
+         * deep stack's cost, paid on that allocation only). */
+        if ((uint32_t)got < c->walk_cap || c->walk_cap >= MR_NATIVE_MAX_DEPTH)
+            return (uint32_t)got;
+        uintptr_t *walk = realloc(c->walk, 2 * (size_t)c->walk_cap * sizeof *walk);
+        if (walk == NULL)
+            return (uint32_t)got;
+        c->walk = walk;
+        c->walk_cap *= 2;
+    }
+}
+
 void mr_native_walk(mr_native_cache_t *c, uint64_t generation)
 {
     if (c->generation != generation) {
         c->n = 0;
         c->generation = generation;
     }
-    int got = unw_backtrace((void **)c->walk, MR_NATIVE_MAX_DEPTH);
-    uint32_t n = got > 0 ? (uint32_t)got : 0;
+    uint32_t n = unwind(c);
     /* Drop the profiler's frames at the inner end. */
     uint32_t skip = 0;
     while (skip < n && c->walk[skip] >= self_start && c->walk[skip] < self_end)
@@ -130,15 +156,18 @@ int mr_native_resolve_locked(mr_native_cache_t *c, mr_writer_t *w, uint64_t *nod
         return 0;
     }
     if (n > c->cap) {
-        uintptr_t *ips = realloc(c->ips, MR_NATIVE_MAX_DEPTH * sizeof *ips);
+        uint32_t cap = c->cap ? c->cap : MR_NATIVE_INITIAL_DEPTH;
+        while (cap < n)
+            cap *= 2;
+        uintptr_t *ips = realloc(c->ips, cap * sizeof *ips);
         if (ips == NULL)
             return -ENOMEM;
         c->ips = ips;
-        uint64_t *nodes = realloc(c->nodes, MR_NATIVE_MAX_DEPTH * sizeof *nodes);
+        uint64_t *nodes = realloc(c->nodes, cap * sizeof *nodes);
         if (nodes == NULL)
             return -ENOMEM;
         c->nodes = nodes;
-        c->cap = MR_NATIVE_MAX_DEPTH;
+        c->cap = cap;
     }
     uint64_t parent = k ? c->nodes[k - 1] : 0;
     c->n = k;
@@ -157,10 +186,13 @@ int mr_native_resolve_locked(mr_native_cache_t *c, mr_writer_t *w, uint64_t *nod
 
 void mr_native_cache_free(mr_native_cache_t *c)
 {
+    free(c->walk);
     free(c->ips);
     free(c->nodes);
+    c->walk = NULL;
     c->ips = NULL;
     c->nodes = NULL;
+    c->walk_n = c->walk_cap = 0;
     c->n = c->cap = 0;
 }
 
@@ -210,6 +242,75 @@ static const uint8_t *build_id(const struct dl_phdr_info *info, size_t *len)
     return NULL;
 }
 
+/* The file mapped at addr, from /proc/self/maps: 0, or -errno (-ENOENT when
+ * no file mapping holds addr). Runs outside the hot path (a dlopen). */
+static int path_of_mapping(uintptr_t addr, char *out, size_t size)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* Lines are read whole into buf; a line longer than buf (a path near
+     * PATH_MAX) is skipped. */
+    char buf[8192];
+    size_t have = 0;
+    int rc = -ENOENT, eof = 0;
+    while (rc == -ENOENT && !(eof && have == 0)) {
+        if (!eof && have < sizeof buf) {
+            ssize_t got = read(fd, buf + have, sizeof buf - have);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                rc = -errno;
+                break;
+            }
+            if (got == 0)
+                eof = 1;
+            have += (size_t)got;
+        }
+        char *nl = memchr(buf, '\n', have);
+        if (nl == NULL && !eof && have < sizeof buf)
+            continue;
+        size_t len = nl ? (size_t)(nl - buf) : have;
+        if (nl != NULL || eof) {
+            /* "start-end perms offset dev inode   path" */
+            char *line = buf, *end = buf + len, *p;
+            uintptr_t lo = strtoull(line, &p, 16), hi = 0;
+            if (p < end && *p == '-')
+                hi = strtoull(p + 1, &p, 16);
+            if (addr >= lo && addr < hi) {
+                for (int field = 0; field < 4 && p < end; field++) {
+                    while (p < end && *p == ' ')
+                        p++;
+                    while (p < end && *p != ' ')
+                        p++;
+                }
+                while (p < end && *p == ' ')
+                    p++;
+                size_t plen = (size_t)(end - p);
+                /* A file, not [heap], [vdso] or an anonymous mapping. */
+                if (plen > 0 && plen < size && *p == '/') {
+                    memcpy(out, p, plen);
+                    out[plen] = '\0';
+                    rc = 0;
+                }
+            }
+            size_t used = nl ? len + 1 : have;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+        } else {
+            have = 0; /* an overlong line: drop what we have of it */
+            char c;
+            ssize_t got;
+            while ((got = read(fd, &c, 1)) == 1 && c != '\n')
+                ;
+            if (got <= 0)
+                eof = 1;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
 static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
@@ -230,6 +331,14 @@ static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
     const char *path = info->dlpi_name ? info->dlpi_name : "";
     if (path[0] == '\0' && l->n == 0)
         path = exe_path;
+    /* dlopen("./libx.so") names the object as given: relative to a working
+     * directory that may have changed since, and useless to a report run
+     * elsewhere. The kernel's map of the process knows the file. (Names
+     * without a slash, as the vdso's, are no file.) */
+    char resolved[4096];
+    if (path[0] != '/' && strchr(path, '/') != NULL &&
+        path_of_mapping(lo, resolved, sizeof resolved) == 0)
+        path = resolved;
     size_t plen = strnlen(path, 4096), blen;
     const uint8_t *bid = build_id(info, &blen);
     if (blen > 64)

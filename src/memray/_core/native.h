@@ -11,11 +11,16 @@
 
 #include "writer.h"
 
-#define MR_NATIVE_MAX_DEPTH 256
+/* The first unwind of a thread has room for this many frames; a deeper stack
+ * doubles the room (kept for the thread) and unwinds again. */
+#define MR_NATIVE_INITIAL_DEPTH 256
+/* Bound on a stack's depth in frames: far beyond what a thread's stack
+ * holds (8 MiB of 16-byte frames is 2^19), only against a corrupt chain. */
+#define MR_NATIVE_MAX_DEPTH (1u << 22)
 
 typedef struct mr_native_cache {
-    uintptr_t walk[MR_NATIVE_MAX_DEPTH]; /* innermost first, as unwound now */
-    uint32_t walk_n;
+    uintptr_t *walk; /* innermost first, as unwound now; walk_cap entries */
+    uint32_t walk_n, walk_cap;
     uintptr_t *ips;  /* outermost first: the chain resolved last time */
     uint64_t *nodes; /* nodes[i]: trie id of ips[0..i] */
     uint32_t n, cap;
@@ -26,7 +31,8 @@ typedef struct mr_native_cache {
 /* Once per process, before the first unwind. 0 or -errno. */
 int mr_native_init(void);
 
-/* Unwinds the calling thread. No lock. */
+/* Unwinds the calling thread, every frame however deep (walk_n is 0 when
+ * out of memory). No lock. */
 void mr_native_walk(mr_native_cache_t *c, uint64_t generation);
 
 /* Interns the unwound chain (writing NATIVE_NODE records); writer lock held.

@@ -189,17 +189,18 @@ static int dwarf_frames(mr_symbolizer_t *s, Dwfl_Module *mod, Dwarf_Addr pc)
     int n = dwarf_getscopes(cudie, pc - bias, &scopes);
     if (n <= 0)
         return 0;
-    /* For an inlined instance dwarf_getscopes continues with the scopes of
-     * the abstract definition; the callers are the concrete instance's
-     * parents instead. */
-    if (dwarf_tag(&scopes[0]) == DW_TAG_inlined_subroutine) {
-        Dwarf_Die *chain = NULL;
-        int m = dwarf_getscopes_die(&scopes[0], &chain);
-        if (m > 0) {
-            free(scopes);
-            scopes = chain;
-            n = m;
-        }
+    /* Past the innermost inlined instance, dwarf_getscopes continues with
+     * the scopes of its abstract definition, not with the concrete callers.
+     * The innermost scope may be a lexical block inside an inlined call (or
+     * one nested in blocks of several), so the chain is always rebuilt from
+     * it: dwarf_getscopes_die gives its concrete parents, every block and
+     * inlined instance up to the subprogram and the CU (as eu-addr2line -i). */
+    Dwarf_Die *chain = NULL;
+    int m = dwarf_getscopes_die(&scopes[0], &chain);
+    if (m > 0) {
+        free(scopes);
+        scopes = chain;
+        n = m;
     }
     const char *file = NULL;
     unsigned line = 0;
@@ -216,12 +217,13 @@ static int dwarf_frames(mr_symbolizer_t *s, Dwfl_Module *mod, Dwarf_Addr pc)
     int pushed = 0;
     for (int i = 0; i < n; i++) {
         int tag = dwarf_tag(&scopes[i]);
-        if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram)
+        if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram &&
+            tag != DW_TAG_entry_point)
             continue;
         if (push_frame(s, die_name(s, &scopes[i]), file, line) < 0)
             break;
         pushed++;
-        if (tag == DW_TAG_subprogram)
+        if (tag != DW_TAG_inlined_subroutine)
             break;
         /* The next (outer) frame is at this inlined call's site. */
         Dwarf_Attribute attr;
