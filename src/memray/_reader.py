@@ -371,6 +371,8 @@ class FileReader:
             raise NotImplementedError(_NO_TEMPORARY)
         if threshold < 0:
             raise ValueError("threshold must be 0 or more")
+        if threshold >= 2**64:
+            raise OverflowError(f"threshold must be less than 2**64, not {threshold}")
         records = self._new_pass()
         with _progress(
             self._report_progress, "Finding temporary allocations", self._n_events

@@ -278,21 +278,26 @@ class Tracker:
         threading.setprofile(self._previous_profile)
         _record_thread_renames(False)
         _stop_following_greenlets(self._greenlet_watcher)
-        error = _memray.stop()
-        if error is not None and isinstance(self._destination, SocketDestination):
-            warnings.warn(
+        failure = _memray.stop()
+        if failure is None:
+            return
+        what, error = failure
+        if what == "compress":
+            message = (
+                f"memray could not compress {self._path} ({error}); the capture is complete, "
+                "and left uncompressed"
+            )
+        elif isinstance(self._destination, SocketDestination):
+            message = (
                 f"memray stopped streaming to the live reader at {self._path} early ({error}); "
-                "the program went on untracked",
-                RuntimeWarning,
-                stacklevel=2,
+                "the program went on untracked"
             )
-        elif error is not None:
-            warnings.warn(
+        else:
+            message = (
                 f"memray stopped recording early ({error}); {self._path} holds the allocations "
-                "recorded until then",
-                RuntimeWarning,
-                stacklevel=2,
+                "recorded until then"
             )
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _wait_for_reader(destination: SocketDestination) -> Any:

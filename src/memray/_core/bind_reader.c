@@ -401,9 +401,15 @@ static PyObject *pass_temporary_records(pass_object_t *self, PyObject *args, PyO
     static char *kwlist[] = {"merge_threads", "threshold", "progress", NULL};
     int merge = 1;
     unsigned long long threshold = 1;
-    PyObject *progress = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pKO", kwlist, &merge, &threshold, &progress))
+    PyObject *threshold_obj = NULL, *progress = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pOO", kwlist, &merge, &threshold_obj, &progress))
         return NULL;
+    /* Checked ("K" would wrap 2**64 around to 0): too large is OverflowError. */
+    if (threshold_obj != NULL) {
+        threshold = PyLong_AsUnsignedLongLong(threshold_obj);
+        if (threshold == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+    }
     if (pass_begin(self) < 0)
         return NULL;
     mr_count_row_t *rows = NULL;

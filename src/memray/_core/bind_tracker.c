@@ -184,7 +184,9 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
-/* Returns None, or the strerror text of what stopped recording early. */
+/* Returns None, or (what, strerror text): what is "record" when recording
+ * stopped early, "compress" when only the compression on exit failed (the
+ * capture is complete and left uncompressed). */
 static PyObject *stop(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -196,7 +198,9 @@ static PyObject *stop(PyObject *self, PyObject *unused)
         return NULL;
     }
     if (rc < 0)
-        return PyUnicode_FromString(strerror(-rc));
+        return Py_BuildValue("(ss)", "record", strerror(-rc));
+    if (mr_tracker_compress_error() != 0)
+        return Py_BuildValue("(ss)", "compress", strerror(mr_tracker_compress_error()));
     Py_RETURN_NONE;
 }
 

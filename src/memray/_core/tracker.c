@@ -67,7 +67,8 @@ static struct {
     int sampler_running; /* GIL-holding callers and fork child */
     pthread_t sampler;
     int statm_fd;
-    uint32_t session; /* counts Tracker starts */
+    uint32_t session;   /* counts Tracker starts */
+    int compress_error; /* errno of the last stop's compression, 0 if none */
 } g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -564,10 +565,11 @@ int mr_tracker_stop(void)
     g.generation++;
     pthread_mutex_unlock(&g.lock);
     mr_hooks_uninstall();
+    g.compress_error = 0;
     if (rc == 0 && !g.inherited && g.opts.compress && !g.socket) {
         int crc = mr_sink_compress_file(g.path);
         if (crc < 0)
-            rc = crc;
+            g.compress_error = -crc; /* the capture is whole, left uncompressed */
     }
     if (g.statm_fd >= 0)
         close(g.statm_fd);
@@ -576,6 +578,11 @@ int mr_tracker_stop(void)
     g.started = 0;
     mr_tracker_guard--;
     return rc;
+}
+
+int mr_tracker_compress_error(void)
+{
+    return g.compress_error;
 }
 
 int mr_tracker_is_started(void)

@@ -66,6 +66,9 @@ int mr_tracker_start(const mr_tracker_options_t *opts);
  * error) so the caller can report it; the capture is closed in every case. */
 int mr_tracker_stop(void);
 
+/* The errno that stopped the last stop's compression on exit (the capture
+ * is then complete, and uncompressed), 0 if it did not fail. */
+int mr_tracker_compress_error(void);
 int mr_tracker_is_started(void);
 uint32_t mr_tracker_gettid(void);
 /* Path of the capture this process writes (differs in a forked child). */

@@ -123,7 +123,7 @@ def add_snapshot_options(parser: argparse.ArgumentParser, *, leaks: bool = True)
         "--temporary-allocation-threshold",
         metavar="N",
         dest="temporary_allocation_threshold",
-        type=non_negative_int,
+        type=threshold_int,
         default=-1,
         help="Show temporary allocations: those freed with at most N other allocations "
         "made in between (N=0: freed before any other allocation)",
@@ -167,6 +167,14 @@ def non_negative_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {number}")
+    return number
+
+
+def threshold_int(value: str) -> int:
+    """A count of allocations in between: 0 up to 2**64 - 1."""
+    number = non_negative_int(value)
+    if number >= 2**64:
+        raise argparse.ArgumentTypeError(f"too large: at most {2**64 - 1}, not {number}")
     return number
 
 

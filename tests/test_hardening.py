@@ -1,0 +1,116 @@
+"""Bad input gets a clear error, never a wrong answer, a hang or a crash
+(issue 14's findings, each with the test that showed it)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TIMEOUT, run_python
+
+from memray import FileReader
+
+
+@pytest.fixture(scope="module")
+def small_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("small")
+    code = """
+    import memray
+    from memray._test import MemoryAllocator
+
+    a = MemoryAllocator()
+    with memray.Tracker("out.bin"):
+        for _ in range(3):
+            a.malloc(4321)
+            a.free()
+    """
+    run_python(code, where)
+    return where / "out.bin"
+
+
+def test_temporary_threshold_too_large_is_an_overflow(small_capture: Path) -> None:
+    with FileReader(small_capture) as reader:
+        biggest = list(reader.get_temporary_allocation_records(threshold=2**64 - 1))
+        assert [(r.size, r.n_allocations) for r in biggest if r.size == 4321 * 3] == [(4321 * 3, 3)]
+        # Not wrapped around to 0.
+        with pytest.raises(OverflowError):
+            list(reader.get_temporary_allocation_records(threshold=2**64))
+        with pytest.raises(OverflowError):
+            list(reader.get_temporary_allocation_records(threshold=2**70))
+    proc = subprocess.run(
+        [sys.executable, "-m", "memray", "flamegraph", "--temporary-allocation-threshold",
+         str(2**64), "-o", str(small_capture.parent / "x.html"), str(small_capture)],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(
+        f"argument --temporary-allocation-threshold: too large: at most {2**64 - 1}, not {2**64}"
+    )
+    assert not (small_capture.parent / "x.html").exists()
+
+
+def test_format_document_lists_the_record_types_the_reader_knows(tmp_path: Path) -> None:
+    """docs/format.md's table of record types agrees with format.h, and every
+    tag it calls unknown is refused by the reader as corrupt."""
+    from capture_builder import CaptureBuilder, tag, uvarint
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "format.md").read_text()
+    header = (root / "src" / "memray" / "_core" / "format.h").read_text()
+    known = {
+        int(value, 16): name
+        for name, value in re.findall(r"MR_REC_(\w+) = (0x[0-9A-Fa-f]+)", header)
+    }
+    documented, unknown = {}, []
+    for first, last, name in re.findall(
+        r"^\| (0x[0-9A-F]+)(?:–(0x[0-9A-F]+))? \| ([A-Z_—]+) \|", doc, re.MULTILINE
+    ):
+        lo, hi = int(first, 16), int(last or first, 16)
+        for t in range(lo, hi + 1):
+            if name == "—":
+                unknown.append(t)
+            else:
+                assert t not in documented, f"tag {t:#x} documented twice"
+                documented[t] = name
+    assert documented == known
+    assert sorted(unknown) == [t for t in range(16) if t not in known]
+    for t in unknown:
+        b = CaptureBuilder()
+        b.raw(tag(t) + uvarint(0))
+        path = b.write(tmp_path / f"tag{t}.bin")
+        with pytest.raises(OSError, match=f"unknown record tag {t:#04x}"):
+            with FileReader(path) as reader:
+                list(reader.get_allocation_records())
+
+
+def test_compression_failure_says_the_capture_is_complete(tmp_path: Path) -> None:
+    # The capture is written whole; only the compressed copy made at exit
+    # cannot be (here its temporary file's name is taken by a folder, as
+    # deterministic a stand-in as a full disk).
+    (tmp_path / "out.bin.zst-tmp").mkdir()
+    code = """
+    import warnings
+    import memray
+    from memray._test import MemoryAllocator
+
+    a = MemoryAllocator()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with memray.Tracker("out.bin"):
+            for i in range(2000):
+                a.malloc(100 + i)
+                a.free()
+    for w in caught:
+        print(w.category.__name__, w.message)
+    """
+    proc = run_python(code, tmp_path)
+    assert proc.stdout.splitlines() == [
+        "RuntimeWarning memray could not compress out.bin (Is a directory); "
+        "the capture is complete, and left uncompressed"
+    ]
+    with FileReader(tmp_path / "out.bin") as reader:
+        sizes = [r.size for r in reader.get_allocation_records() if 100 <= r.size < 2100]
+    assert sizes == [100 + i for i in range(2000)]
