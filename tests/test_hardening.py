@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,52 @@ def test_compression_failure_says_the_capture_is_complete(tmp_path: Path) -> Non
     with FileReader(tmp_path / "out.bin") as reader:
         sizes = [r.size for r in reader.get_allocation_records() if 100 <= r.size < 2100]
     assert sizes == [100 + i for i in range(2000)]
+
+
+def test_paths_in_a_capture_never_open_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """MAPPINGS and CODE records name files; symbolizing and source lines
+    open them only when they are regular files: a FIFO would block forever,
+    /dev/zero would never end."""
+    from capture_builder import FLAG_NATIVE, MALLOC, CaptureBuilder
+
+    fifo = tmp_path / "libfifo.so"
+    os.mkfifo(fifo)
+    source_fifo = tmp_path / "src.py"
+    os.mkfifo(source_fifo)
+    b = CaptureBuilder(flags=FLAG_NATIVE)
+    b.mappings(
+        1,
+        [
+            (str(fifo), 0x400000, 0x400000, 0x500000, b""),
+            ("/dev/zero", 0x600000, 0x600000, 0x700000, b""),
+            ("/proc/self/fd/0", 0x800000, 0x800000, 0x900000, b""),
+        ],
+    )
+    stack = b.stack(("f", str(source_fifo), 3), ("g", "/dev/zero", 1))
+    n1 = b.native_node(0, 0x400100)
+    n2 = b.native_node(n1, 0x600100)
+    n3 = b.native_node(n2, 0x800100)
+    b.alloc(1, MALLOC, 0x1000, 100, stack, n3)
+    b.trailer(10, 1, 100)
+    capture = b.write(tmp_path / "hostile.bin")
+    code = f"""
+    import memray
+    with memray.FileReader({str(capture)!r}) as reader:
+        (record,) = reader.get_leaked_allocation_records()
+        print(len(record.native_stack_trace()), len(record.hybrid_stack_trace()))
+    """
+    # stdin is a pipe no one writes: /proc/self/fd/0 must not be read either.
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "5"]
+    for reporter in ("flamegraph", "table"):
+        out = tmp_path / f"{reporter}.html"
+        proc = subprocess.run(
+            [sys.executable, "-m", "memray", reporter, "-o", str(out), str(capture)],
+            stdin=subprocess.PIPE, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert out.exists()

@@ -7,8 +7,11 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hashmap.h"
 #include "util.h"
@@ -116,6 +119,26 @@ static uint64_t str_hash(const char *p, uint64_t seed)
     return h;
 }
 
+/* A path from a capture is untrusted: open it only if it names a regular
+ * file. stat first, so a FIFO, a device or a socket is never opened (opening
+ * one may block or have side effects); O_NONBLOCK and a second check on the
+ * descriptor cover a file swapped in between. -1 if not a readable regular
+ * file. */
+static int open_regular_file(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static object_t *object_for(mr_symbolizer_t *s, const char *path, uint64_t bias, size_t *index)
 {
     uint64_t key = mr_hm_hash(str_hash(path, bias));
@@ -137,17 +160,22 @@ static object_t *object_for(mr_symbolizer_t *s, const char *path, uint64_t bias,
         free(o->path);
         return NULL;
     }
-    if (path[0] == '/') {
+    int fd = path[0] == '/' ? open_regular_file(path) : -1;
+    if (fd >= 0) {
         o->dwfl = dwfl_begin(&callbacks);
         if (o->dwfl != NULL) {
             dwfl_report_begin(o->dwfl);
-            o->mod = dwfl_report_elf(o->dwfl, path, path, -1, bias, false);
+            o->mod = dwfl_report_elf(o->dwfl, path, path, fd, bias, false);
             dwfl_report_end(o->dwfl, NULL, NULL);
             if (o->mod == NULL) {
                 dwfl_end(o->dwfl);
                 o->dwfl = NULL;
+            } else {
+                fd = -1; /* libdwfl's now */
             }
         }
+        if (fd >= 0)
+            close(fd);
     }
     *index = s->n_objects++;
     return o;

@@ -11,6 +11,8 @@ import json
 import linecache
 import os
 import re
+import stat
+import sys
 from collections.abc import Iterable
 from functools import cache, lru_cache
 from pathlib import Path
@@ -184,6 +186,25 @@ def frame_flags(function: str, file: str, native_traces: bool) -> int:
 _UNREADABLE: set[str] = set()
 
 
+# A larger "source file" is not one (and reading it would cost too much).
+MAX_SOURCE_FILE = 64 << 20
+
+
+def _only_regular_files(file: str) -> bool:
+    """Whether every file linecache could open for this name is a regular
+    file of sensible size: names come from a capture, which is untrusted, and
+    reading a FIFO would block, /dev/zero would never end."""
+    candidates = [file] if os.path.isabs(file) else [os.path.join(d, file) for d in sys.path]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SOURCE_FILE:
+            return False
+    return True
+
+
 def _source_lines(file: str) -> list[str]:
     """The file's lines, or [] when it is not a readable text file here.
 
@@ -191,6 +212,9 @@ def _source_lines(file: str) -> list[str]:
     Python files: a native frame's "malloc.c" must not match a stranger.
     """
     if file in _UNREADABLE or not (os.path.isabs(file) or file.endswith((".py", ".pyw"))):
+        return []
+    if not _only_regular_files(file):
+        _UNREADABLE.add(file)
         return []
     try:
         lines = linecache.getlines(file)
