@@ -8,6 +8,7 @@ the debugger's own reason, and auto is skipped only when no method works."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -231,3 +232,78 @@ def test_auto_falls_back_when_gdb_cannot_inject(tmp_path: Path, target) -> None:
         time.sleep(0.3)
     with FileReader(out) as reader:
         assert any(r.size % 424242 == 0 for r in reader.get_leaked_allocation_records())
+
+
+def _attach_payload(status: Path, output: Path) -> str:
+    from memray.commands import attach
+
+    source = attach._ATTACH.format(
+        pkg_parent="/nonexistent",
+        output=str(output),
+        native=False,
+        pyalloc=False,
+        follow_fork=False,
+        file_format="ALL_ALLOCATIONS",
+        duration=0,
+    )
+    return source.replace("__STATUS__", repr(str(status)))
+
+
+def test_injected_code_never_writes_through_a_planted_status(tmp_path: Path) -> None:
+    """The code a debugger runs in the target creates its status file
+    (O_EXCL, O_NOFOLLOW): a symlink planted there is not followed, a file
+    planted there (say, with "ok" in it) makes it do nothing."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    for planted in ("symlink", "file"):
+        status = tmp_path / f"status-{planted}"
+        if planted == "symlink":
+            status.symlink_to(victim)
+        else:
+            status.write_text("ok")
+        output = tmp_path / f"{planted}.bin"
+        proc = subprocess.run(
+            [sys.executable, "-c", _attach_payload(status, output)],
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        assert proc.returncode != 0 and "FileExistsError" in proc.stderr, proc.stderr
+        assert not output.exists()  # no tracking started
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "status-file").read_text() == "ok"
+
+
+def test_attach_directory_is_private_and_checked(tmp_path: Path, monkeypatch) -> None:
+    from memray.commands import attach
+    from memray.commands.common import CommandError
+
+    seen = []
+
+    def fake_inject_with(method: str, pid: int, status: Path, code: str):
+        seen.append(stat.S_IMODE(status.parent.stat().st_mode))
+        status.write_text("ok")  # as the target would
+        return None
+
+    monkeypatch.setattr(attach, "_inject_with", fake_inject_with)
+    assert attach.inject(os.getpid(), "pass", "gdb") == "ok"
+    assert seen == [0o700]  # not world-writable: no one else can plant the status
+
+    # Something already there before the code ran: refused, nothing run.
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "status").symlink_to(tmp_path / "elsewhere")
+
+    class Planted:
+        def __init__(self, **kwargs) -> None:
+            pass
+
+        def __enter__(self) -> str:
+            return str(planted)
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+    monkeypatch.setattr(attach.tempfile, "TemporaryDirectory", Planted)
+    seen.clear()
+    with pytest.raises(CommandError, match="exists before the code ran"):
+        attach.inject(os.getpid(), "pass", "gdb")
+    assert seen == []

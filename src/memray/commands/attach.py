@@ -37,9 +37,31 @@ METHODS = ("gdb", "lldb")
 # cannot load its Python scripting and says so on every start).
 _NOISE = ("lldb.embedded_interpreter", "Traceback (most recent call last)", 'File "<string>"')
 
-_ATTACH = """
+_STATUS_OPEN = """
+import os
 import sys
-status_path = __STATUS__
+
+# The outcome goes to a file this code creates: O_EXCL and O_NOFOLLOW, in a
+# directory only the process's user can write to. If anything is already
+# there, nothing is done (and nothing is written).
+status = os.fdopen(
+    os.open(
+        __STATUS__,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+    ),
+    "w",
+)
+"""
+
+_STATUS_WRITE = """
+with status:
+    status.write(outcome)
+"""
+
+_ATTACH = (
+    _STATUS_OPEN
+    + """
 try:
     try:
         import memray
@@ -90,14 +112,14 @@ try:
     outcome = "ok"
 except BaseException as error:
     outcome = type(error).__name__ + ": " + str(error)
-with open(status_path, "w") as status:
-    status.write(outcome)
 """
+    + _STATUS_WRITE
+)
 
-_DETACH = """
-status_path = __STATUS__
+_DETACH = (
+    _STATUS_OPEN
+    + """
 try:
-    import sys
     memray = sys.modules.get("memray")
     lock = getattr(memray, "_attach_lock", None) if memray else None
     if lock is None:
@@ -111,9 +133,9 @@ try:
     outcome = "ok"
 except BaseException as error:
     outcome = type(error).__name__ + ": " + str(error)
-with open(status_path, "w") as status:
-    status.write(outcome)
 """
+    + _STATUS_WRITE
+)
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +229,25 @@ def _inject_with(method: str, pid: int, status: Path, code: str) -> str | None:
     return None if status.exists() else _reason(proc)
 
 
+def _give_to_owner_of(directory: Path, pid: int) -> None:
+    """The status file's directory (0700, ours) becomes the target's user's
+    when that is another user, so the target can write in it and no one else
+    can (a world-writable one would let any local user plant the file)."""
+    try:
+        owner = os.stat(f"/proc/{pid}")
+    except OSError as error:
+        raise CommandError(f"cannot read process {pid}: {error.strerror}") from None
+    if owner.st_uid == os.geteuid():
+        return
+    try:
+        os.chown(directory, owner.st_uid, owner.st_gid)
+    except OSError as error:
+        raise CommandError(
+            f"process {pid} runs as another user (uid {owner.st_uid}), and a directory "
+            f"for it cannot be made ({error.strerror}): run memray as root or as that user"
+        ) from None
+
+
 def inject(pid: int, source: str, method: str = "auto") -> str:
     """Runs source in process pid with the GIL held, through the debugger
     named by method (or each of METHODS in turn); returns its status text."""
@@ -219,16 +260,18 @@ def inject(pid: int, source: str, method: str = "auto") -> str:
     methods = METHODS if method == "auto" else (method,)
     failures = []
     with tempfile.TemporaryDirectory(prefix="memray-attach-") as tmp:
+        _give_to_owner_of(Path(tmp), pid)
         status = Path(tmp) / "status"
-        os.chmod(tmp, 0o777)  # the target may run as another user
         payload = source.replace("__STATUS__", repr(str(status)))
         encoded = base64.b64encode(payload.encode()).decode()
         # In a namespace of its own: the program's __main__ keeps its names.
         code = f"exec(__import__('base64').b64decode('{encoded}'),{{}})"
         for m in methods:
+            if status.exists() or status.is_symlink():
+                raise CommandError(f"{status} exists before the code ran: not attaching")
             why = _inject_with(m, pid, status, code)
             if why is None:
-                return status.read_text()
+                return status.read_text() or "the code stopped before saying how it went"
             failures.append(f"{m}: {why}")
     raise CommandError(f"could not run code in process {pid} ({'; '.join(failures)})")
 
