@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "hashmap.h"
 #include "util.h"
 
 /* Bytes the decoder asks the source for before each record, so only string
@@ -102,6 +103,7 @@ struct mr_reader {
     mr_trailer_t trailer;
     int has_trailer;
     arena_chunk_t *arena;
+    mr_hm_t strings; /* hash of an object path or build id -> its copy in the arena */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -132,6 +134,29 @@ static char *arena_strdup(mr_reader_t *r, const uint8_t *s, size_t n)
         p[n] = '\0';
     }
     return p;
+}
+
+/* Object paths and build ids come again in every MAPPINGS record (each
+ * dlopen writes the whole list): one copy of each. A string whose hash is
+ * taken by another is copied again, which is only less thrifty. */
+static const char *intern(mr_reader_t *r, const uint8_t *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ n;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ull;
+    uint64_t key = mr_hm_hash(h), found;
+    if (key == MR_HM_EMPTY)
+        key--;
+    if (mr_hm_get(&r->strings, key, &found)) {
+        const char *p = (const char *)(uintptr_t)found;
+        if (memcmp(p, s, n) == 0 && p[n] == '\0')
+            return p;
+        return arena_strdup(r, s, n);
+    }
+    char *copy = arena_strdup(r, s, n);
+    if (copy != NULL)
+        (void)mr_hm_put(&r->strings, key, (uintptr_t)copy); /* no room: not shared */
+    return copy;
 }
 
 static uint64_t mix32(uint32_t x)
@@ -348,6 +373,7 @@ void mr_reader_close(mr_reader_t *r)
     for (size_t i = 0; i < r->n_gens; i++)
         free(r->gens[i].maps);
     free(r->gens);
+    mr_hm_destroy(&r->strings);
     while (r->arena != NULL) {
         arena_chunk_t *next = r->arena->next;
         free(r->arena);
@@ -629,6 +655,12 @@ static int get_string(mr_reader_t *r, const uint8_t **rec, const uint8_t **q, co
             return rc_;                                                                            \
     } while (0)
 
+static int cmp_mapping_lo(const void *pa, const void *pb)
+{
+    const mr_mapping_t *a = pa, *b = pb;
+    return a->lo < b->lo ? -1 : a->lo > b->lo;
+}
+
 static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q)
 {
     uint64_t gen, count;
@@ -639,7 +671,7 @@ static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, c
     if (count > MAX_MAPPINGS)
         return corrupt(r, rec, "MAPPINGS of %" PRIu64 " objects", count);
     mr_mapping_t *maps = NULL;
-    size_t cap = 0;
+    size_t cap = 0, kept = 0;
     int rc;
     for (uint64_t i = 0; i < count; i++) {
         /* Entries are consumed one by one so that a record of any length fits
@@ -662,32 +694,37 @@ static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, c
             rc = rc == DEC_END ? 0 : r->err;
             goto out;
         }
-        char *path_copy = arena_strdup(r, path, path_len);
-        if (path_copy == NULL) {
-            rc = set_error(r, -ENOMEM, "out of memory");
-            goto out;
-        }
         if ((rc = get_string(r, &rec, &q, &bid, &bid_len, "build id")) <= 0)
             goto out;
-        char *bid_copy = arena_strdup(r, bid, bid_len);
-        if (bid_copy == NULL ||
-            mr_grow_array((void **)&maps, &cap, (size_t)i + 1, sizeof *maps) < 0) {
+        if (hi <= lo)
+            continue; /* covers no address: nothing to keep */
+        const char *path_copy = intern(r, path, path_len);
+        const char *bid_copy = path_copy ? intern(r, bid, bid_len) : NULL;
+        if (bid_copy == NULL || mr_grow_array((void **)&maps, &cap, kept + 1, sizeof *maps) < 0) {
             rc = set_error(r, -ENOMEM, "out of memory");
             goto out;
         }
-        maps[i] = (mr_mapping_t){.path = path_copy,
-                                 .bias = bias,
-                                 .lo = lo,
-                                 .hi = hi,
-                                 .build_id = (const uint8_t *)bid_copy,
-                                 .path_len = (uint32_t)path_len,
-                                 .build_id_len = (uint32_t)bid_len};
+        maps[kept++] = (mr_mapping_t){.path = path_copy,
+                                      .bias = bias,
+                                      .lo = lo,
+                                      .hi = hi,
+                                      .build_id = (const uint8_t *)bid_copy,
+                                      .path_len = (uint32_t)path_len,
+                                      .build_id_len = (uint32_t)bid_len};
     }
     if (mr_grow_array((void **)&r->gens, &r->cap_gens, r->n_gens + 1, sizeof *r->gens) < 0) {
         rc = set_error(r, -ENOMEM, "out of memory");
         goto out;
     }
-    r->gens[r->n_gens++] = (mapping_gen_t){.gen = gen, .maps = maps, .count = (size_t)count};
+    /* By start address, for lookups by bisection (mr_reader_mappings). */
+    if (kept > 1)
+        qsort(maps, kept, sizeof *maps, cmp_mapping_lo);
+    if (kept < cap && kept > 0) { /* as many as kept, not the doubled capacity */
+        mr_mapping_t *fit = realloc(maps, kept * sizeof *maps);
+        if (fit != NULL)
+            maps = fit;
+    }
+    r->gens[r->n_gens++] = (mapping_gen_t){.gen = gen, .maps = maps, .count = kept};
     r->generation = gen;
     r->p = q;
     r->counts[MR_REC_MAPPINGS]++;

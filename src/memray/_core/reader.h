@@ -133,7 +133,8 @@ int mr_reader_node(const mr_reader_t *r, uint64_t id, uint64_t *parent, uint64_t
 int mr_reader_native_node(const mr_reader_t *r, uint64_t id, uint64_t *parent, uint64_t *ip);
 /* The latest name recorded for tid, NULL if none. */
 const char *mr_reader_thread_name(const mr_reader_t *r, uint32_t tid, size_t *len);
-/* The loaded objects of MAPPINGS generation gen, NULL if never recorded. */
+/* The loaded objects of MAPPINGS generation gen, NULL if never recorded:
+ * those that cover an address, sorted by start address (lo). */
 const mr_mapping_t *mr_reader_mappings(const mr_reader_t *r, uint64_t gen, size_t *count);
 /* NULL until a TRAILER was decoded. */
 const mr_trailer_t *mr_reader_trailer(const mr_reader_t *r);

@@ -47,9 +47,18 @@ static const mr_mapping_t *mapping_of(const mr_reader_t *r, uint64_t generation,
 {
     size_t n = 0;
     const mr_mapping_t *m = mr_reader_mappings(r, generation, &n);
-    for (size_t i = 0; m != NULL && i < n; i++)
-        if (ip >= m[i].lo && ip < m[i].hi)
-            return &m[i];
+    /* Sorted by lo: the last object starting at or before ip (objects do not
+     * overlap; where a hostile capture makes them, one of them answers). */
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m[mid].lo <= ip)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo > 0 && ip < m[lo - 1].hi)
+        return &m[lo - 1];
     return NULL;
 }
 
