@@ -11,9 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT, run_python
+from conftest import TIMEOUT, line_of, run_python
 
-from memray import FileReader
+from memray import AllocatorType, FileReader
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,15 @@ def test_compression_failure_says_the_capture_is_complete(tmp_path: Path) -> Non
         "RuntimeWarning memray could not compress out.bin (Is a directory); "
         "the capture is complete, and left uncompressed"
     ]
+    line = line_of(code, "a.malloc(100 + i)")
     with FileReader(tmp_path / "out.bin") as reader:
-        sizes = [r.size for r in reader.get_allocation_records() if 100 <= r.size < 2100]
+        sizes = [
+            r.size
+            for r in reader.get_allocation_records()
+            if r.allocator == AllocatorType.MALLOC
+            and r.size >= 100
+            and r.stack_trace()[0][2] == line
+        ]
     assert sizes == [100 + i for i in range(2000)]
 
 

@@ -5,6 +5,7 @@ greenlets are counted."""
 from __future__ import annotations
 
 import mmap
+import re
 from pathlib import Path
 
 import pytest
@@ -88,9 +89,11 @@ def test_total_allocations_counts_every_record_frees_included(tmp_path: Path) ->
     with FileReader(tmp_path / "out.bin") as reader:
         records = list(reader.get_allocation_records())
         assert reader.metadata.total_allocations == len(records)
-    kinds = [AllocatorType(r.allocator).name for r in records]
-    assert kinds.count("REALLOC") == 2 and kinds.count("CALLOC") == 1
-    assert kinds.count("FREE") >= 2 and kinds.count("MUNMAP") == 2
+    kinds = [(AllocatorType(r.allocator).name, r.size) for r in records]
+    # (The interpreter's own calls may be there too, as with PYTHONMALLOC=malloc.)
+    assert kinds.count(("REALLOC", 200)) == kinds.count(("REALLOC", 300)) == 1
+    assert kinds.count(("CALLOC", 10)) == 1 and kinds.count(("MUNMAP", 4096)) == 2
+    assert kinds.count(("MMAP", 8192)) == 1
 
 
 def test_memory_snapshots_are_an_interval_apart(tmp_path: Path) -> None:
@@ -183,6 +186,9 @@ def test_top_modules_credit_the_nearest_frame_outside_the_standard_library(
     def module_of(stack: list) -> str:
         for _function, file, _line in stack:
             if not file.startswith(stdlib) and not file.startswith("<frozen "):
+                installed = re.search(r"/(?:site|dist)-packages/([^/.]+)", file)
+                if installed:  # memray's own frames, say
+                    return installed.group(1)
                 return "pkg" if "/pkg/" in file else file.rsplit("/", 1)[-1].removesuffix(".py")
         return "<root>"
 
