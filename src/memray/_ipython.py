@@ -141,6 +141,7 @@ class FlamegraphMagics(Magics):
 
         Run ``%%memray_flamegraph -h`` for the options.
         """
+        __tracebackhide__ = True  # noqa: F841 -- IPython leaves this frame out of tracebacks
         from memray import FileDestination, Tracker
         from memray._tracker import TrackingStartError
 
