@@ -440,6 +440,24 @@ def test_exception_is_reraised_after_the_report(tmp_path: Path) -> None:
     assert after["stdout"] == "True\n"
 
 
+def test_an_active_tracker_refuses_the_magic_and_runs_nothing(tmp_path: Path) -> None:
+    start, refused, stop = run_cells(
+        tmp_path,
+        "import memray\ntracker = memray.Tracker('other.bin')\n_ = tracker.__enter__()\n",
+        "%%memray_flamegraph\nran = True\n",
+        "tracker.__exit__(None, None, None)\nprint('ran' in dir())\n",
+    )
+    assert start["error"] is None
+    assert refused["error"] == [
+        "UsageError",
+        "cannot start tracking: No more than one Tracker instance can be active at the same time",
+    ]
+    assert refused["html"] == []
+    assert stop["stdout"] == "False\n"
+    assert (tmp_path / "memray-results").is_dir()
+    assert result_dirs(tmp_path) == []
+
+
 def test_source_lines_come_from_linecache() -> None:
     import linecache
 

@@ -12,6 +12,7 @@ import argparse
 import html
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -175,7 +176,8 @@ class FlamegraphMagics(Magics):
             if error is not None:
                 raise error
             return
-        if isinstance(error, TrackingStartError):
+        if isinstance(error, TrackingStartError):  # the cell did not run: nothing to keep
+            shutil.rmtree(results, ignore_errors=True)
             raise UsageError(one_line(error)) from None
 
         report = report if report is not None else results / REPORT_NAME
