@@ -458,6 +458,16 @@ def test_an_active_tracker_refuses_the_magic_and_runs_nothing(tmp_path: Path) ->
     assert result_dirs(tmp_path) == []
 
 
+def test_a_cell_that_does_not_compile_raises_and_runs_nothing(tmp_path: Path) -> None:
+    result, check = run_cells(
+        tmp_path, "%%memray_flamegraph\nran = True\nx = (\n", "print('ran' in dir())"
+    )
+    assert result["error"][0] == "SyntaxError"
+    assert check["stdout"] == "False\n"
+    assert result["html"] == []
+    assert not (tmp_path / "memray-results").exists()
+
+
 def test_source_lines_come_from_linecache() -> None:
     import linecache
 

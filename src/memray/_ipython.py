@@ -23,6 +23,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.display import HTML, display
 
+from ._destination import FileDestination
+from ._tracker import StartOnEntry, Tracker, TrackingStartError
 from .commands import flamegraph as flamegraph_command
 from .commands.common import CommandError, add_snapshot_options, check_output_file, one_line
 from .commands.run import add_tracking_options
@@ -97,14 +99,13 @@ def _compile_cell(shell: Any, cell: str) -> CodeType:
     return shell.compile(source, name, "exec")
 
 
-def run_cell_tracked(shell: Any, code: CodeType, tracker: Any) -> BaseException | None:
+def run_cell_tracked(shell: Any, code: CodeType, tracker: Tracker) -> BaseException | None:
     """Runs the compiled cell in the user's namespace with tracking on from
     its first line to its last; returns what it raised, if anything.
 
     Tracking starts when the cell's own frame is entered, so that frame, not
     IPython's nor memray's, is the outermost one every recorded stack shows.
     """
-    from memray._tracker import StartOnEntry
 
     def is_cell(frame: FrameType) -> bool:
         return frame.f_code is code
@@ -143,9 +144,6 @@ class FlamegraphMagics(Magics):
         Run ``%%memray_flamegraph -h`` for the options.
         """
         __tracebackhide__ = True  # noqa: F841 -- IPython leaves this frame out of tracebacks
-        from memray import FileDestination, Tracker
-        from memray._tracker import TrackingStartError
-
         args = parse_options(line)
         if args is None:
             return
