@@ -187,8 +187,8 @@ class StartOnEntry:
 
     Install it with ``sys.setprofile``; it puts back ``previous`` (a profiler
     memray itself runs under) when it fires. ``on_start(frame)`` runs first,
-    just before tracking starts. ``frame`` and ``started`` tell afterwards
-    whether, and where, tracking started.
+    just before tracking starts (``Tracker`` reads ``sys.argv`` then).
+    ``started`` tells afterwards whether tracking started.
     """
 
     def __init__(
@@ -203,14 +203,12 @@ class StartOnEntry:
         self.is_target = is_target
         self.previous = previous
         self.on_start = on_start
-        self.frame: FrameType | None = None
         self.started = False
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         if event != "call" or not self.is_target(frame):
             return
         sys.setprofile(self.previous)
-        self.frame = frame
         if self.on_start is not None:
             self.on_start(frame)
         try:
