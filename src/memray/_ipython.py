@@ -155,7 +155,9 @@ class FlamegraphMagics(Magics):
             )
             code = _compile_cell(self.shell, cell)
             os.makedirs(RESULTS_DIR, exist_ok=True)
-            results = Path(tempfile.mkdtemp(dir=RESULTS_DIR))
+            # Named relative to the working directory, as memray 1.x prints it
+            # (mkdtemp gives an absolute path from Python 3.12 on).
+            results = Path(RESULTS_DIR, Path(tempfile.mkdtemp(dir=RESULTS_DIR)).name)
             capture = results / CAPTURE_NAME
             tracker = Tracker(
                 destination=FileDestination(path=capture),
