@@ -418,10 +418,11 @@ def test_help_prints_every_option_and_runs_nothing(tmp_path: Path) -> None:
         "--split-threads",
         "--inverted",
         "--max-memory-records N",
-        "-o OUTPUT, --output OUTPUT",
         "-f, --force",
     ):
         assert f"\n  {option}" in result["stdout"], option
+    # argparse names the value once from Python 3.13 on.
+    assert re.search(r"\n  -o( OUTPUT)?, --output OUTPUT", result["stdout"])
     assert "CELL RAN" not in result["stdout"]
     assert not (tmp_path / "memray-results").exists()
 
@@ -469,7 +470,7 @@ def test_an_active_tracker_refuses_the_magic_and_runs_nothing(tmp_path: Path) ->
 
 def test_a_cell_that_does_not_compile_raises_and_runs_nothing(tmp_path: Path) -> None:
     result, check = run_cells(
-        tmp_path, "%%memray_flamegraph\nran = True\nx = (\n", "print('ran' in dir())"
+        tmp_path, "%%memray_flamegraph\nran = True\nx = )\n", "print('ran' in dir())"
     )
     assert result["error"][0] == "SyntaxError"
     assert check["stdout"] == "False\n"
