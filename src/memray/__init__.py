@@ -2,6 +2,8 @@
 
 ``with memray.Tracker("out.bin"): ...`` records every allocation the process
 makes while the body runs; ``memray.FileReader("out.bin")`` reads it back.
+In IPython and Jupyter, ``%load_ext memray`` adds the ``%%memray_flamegraph``
+cell magic.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +23,14 @@ from ._reader import (
     dump_all_records,
 )
 from ._tracker import Tracker
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext memray``: registers the ``%%memray_flamegraph`` cell magic."""
+    from ._ipython import load_ipython_extension as load
+
+    load(ipython)
+
 
 try:
     __version__ = version("memray")

@@ -11,6 +11,7 @@ import sys
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -298,6 +299,55 @@ class Tracker:
                 "recorded until then"
             )
         warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+class TrackingStartError(Exception):
+    """A Tracker could not start; raised into the frame it was to start in."""
+
+
+class StartOnEntry:
+    """A one-shot profile function: starts ``tracker`` when a frame that
+    ``is_target`` accepts is entered, with that frame as the boundary, so it
+    is the outermost frame every recorded stack shows (not the frames of
+    whoever runs it: runpy, IPython, memray itself).
+
+    Install it with ``sys.setprofile``; it puts back ``previous`` (a profiler
+    memray itself runs under) when it fires. ``on_start(frame)`` runs first,
+    just before tracking starts (``Tracker`` reads ``sys.argv`` then).
+    ``started`` tells afterwards whether tracking started.
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        is_target: Callable[[FrameType], bool],
+        *,
+        previous: Any = None,
+        on_start: Callable[[FrameType], None] | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.is_target = is_target
+        self.previous = previous
+        self.on_start = on_start
+        self.started = False
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event != "call" or not self.is_target(frame):
+            return
+        sys.setprofile(self.previous)
+        if self.on_start is not None:
+            self.on_start(frame)
+        try:
+            self.tracker._enter(frame)
+        except Exception as error:
+            message = " ".join(str(error).split())
+            raise TrackingStartError(f"cannot start tracking: {message}") from error
+        self.started = True
+
+    def uninstall(self) -> None:
+        """Puts back the previous profiler if the target frame never ran."""
+        if sys.getprofile() is self:
+            sys.setprofile(self.previous)
 
 
 def _wait_for_reader(destination: SocketDestination) -> Any:

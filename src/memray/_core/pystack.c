@@ -249,6 +249,12 @@ void mr_pystack_set_boundary(void *frame_object, uint32_t tid)
     boundary_tid = tid;
 }
 
+void mr_pystack_thread_id_changed(uint32_t old_tid, uint32_t new_tid)
+{
+    if (boundary_frame != NULL && boundary_tid == old_tid)
+        boundary_tid = new_tid;
+}
+
 void mr_pystack_release_code_refs(void)
 {
     /* Only the held ones: pending ones were never INCREF'd. */

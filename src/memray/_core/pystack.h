@@ -66,6 +66,10 @@ void mr_pystack_reset_locked(void);
  * start at the with line. GIL held, before tracking starts. */
 void mr_pystack_set_boundary(void *frame_object, uint32_t tid);
 
+/* fork() child: the thread that forked lives on under a new id; a boundary
+ * it had stays its own. Before anything records in the child. */
+void mr_pystack_thread_id_changed(uint32_t old_tid, uint32_t new_tid);
+
 /* GIL held, tracking stopped: drops the references taken on code objects. */
 void mr_pystack_release_code_refs(void);
 

@@ -597,10 +597,15 @@ const char *mr_tracker_path(void)
 
 /* fork(): the writer lock is taken across it so the child never inherits a
  * half-written record or a lock held by a thread that does not exist there. */
+/* The forking thread's id in the parent: the child's only thread gets a new
+ * one. Written by the forking thread with the writer lock held. */
+static uint32_t fork_tid;
+
 static void atfork_prepare(void)
 {
     mr_tracker_guard++;
     pthread_mutex_lock(&g.lock);
+    fork_tid = mr_tracker_gettid();
 }
 
 static void atfork_parent(void)
@@ -612,8 +617,10 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
     pthread_mutex_unlock(&g.lock);
+    uint32_t tid = mr_tracker_gettid();
     if (t_thread != NULL)
-        t_thread->tid = mr_tracker_gettid();
+        t_thread->tid = tid;
+    mr_pystack_thread_id_changed(fork_tid, tid);
     /* The sampler thread did not survive the fork, and it may have held its
      * lock at that moment: start the child with fresh ones. */
     g.sampler_running = 0;

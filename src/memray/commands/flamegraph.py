@@ -44,8 +44,10 @@ def snapshot_kind(args: argparse.Namespace) -> str:
     return "leaks" if getattr(args, "leaks", False) else "high_water_mark"
 
 
-def add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", default=None, help="Output file name")
+def add_output_options(
+    parser: argparse.ArgumentParser, output_help: str = "Output file name"
+) -> None:
+    parser.add_argument("-o", "--output", default=None, help=output_help)
     parser.add_argument(
         "-f",
         "--force",
@@ -65,10 +67,10 @@ def add_no_web_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    add_output_options(parser)
-    add_snapshot_options(parser)
-    add_no_web_option(parser)
+def add_view_options(parser: argparse.ArgumentParser) -> None:
+    """How the flame graph shows its records: --split-threads, --inverted,
+    --temporal, --max-memory-records N (``memray flamegraph`` and the
+    ``%%memray_flamegraph`` cell magic)."""
     parser.add_argument(
         "--split-threads",
         action="store_true",
@@ -95,19 +97,39 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
         default=10000,
         help="Most memory samples to keep for the memory plot (default: 10000)",
     )
+
+
+def prepare_parser(parser: argparse.ArgumentParser) -> None:
+    add_output_options(parser)
+    add_snapshot_options(parser)
+    add_no_web_option(parser)
+    add_view_options(parser)
     add_results_argument(parser)
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from memray.reporters.flamegraph import render_flamegraph
-
-    kind = snapshot_kind(args)
-    if args.temporal and kind == "temporary":
+def check_view_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuses, with the usage, the combinations add_view_options cannot honour."""
+    if args.temporal and snapshot_kind(args) == "temporary":
         parser.error("Can't create a temporal flame graph of temporary allocations")
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    check_view_options(args, parser)
     name = check_capture_path(args.results)
     out = check_output_file(
         args.output or default_output_path(name, "flamegraph", ".html"), force=args.force
     )
+    write_text(out, render(name, args))
+    print(f"Wrote {out}")
+    return 0
+
+
+def render(name: str, args: argparse.Namespace) -> str:
+    """The flame graph page of the capture ``name`` that the options of
+    add_snapshot_options and add_view_options in ``args`` ask for."""
+    from memray.reporters.flamegraph import render_flamegraph
+
+    kind = snapshot_kind(args)
     merge_threads = not args.split_threads
     reader = open_reader(name, max_memory_records=args.max_memory_records)
     with reading(name), reader:
@@ -123,20 +145,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         }
         if not args.temporal:
             records = snapshot_records(reader, args, merge_threads=merge_threads)
-            page = render_flamegraph(records, **common)
-        elif kind == "leaks":
+            return render_flamegraph(records, **common)
+        if kind == "leaks":
             records = reader.get_temporal_allocation_records(merge_threads=merge_threads)
-            page = render_flamegraph(records, temporal=True, **common)
-        else:
-            records, peaks = reader.get_temporal_high_water_mark_allocation_records(
-                merge_threads=merge_threads
-            )
-            page = render_flamegraph(
-                records, temporal=True, high_water_mark_by_snapshot=peaks, **common
-            )
-    write_text(out, page)
-    print(f"Wrote {out}")
-    return 0
+            return render_flamegraph(records, temporal=True, **common)
+        records, peaks = reader.get_temporal_high_water_mark_allocation_records(
+            merge_threads=merge_threads
+        )
+        return render_flamegraph(
+            records, temporal=True, high_water_mark_by_snapshot=peaks, **common
+        )
 
 
 def write_text(path: Path, text: str) -> None:

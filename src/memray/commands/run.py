@@ -17,6 +17,8 @@ import zipfile
 from types import FrameType, TracebackType
 from typing import Any
 
+from memray._tracker import StartOnEntry, TrackingStartError
+
 from .common import CommandError, one_line
 
 HELP = "Run a Python program under memray, writing its allocations to a capture file"
@@ -50,24 +52,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="Print nothing besides the program's own output",
     )
-    parser.add_argument(
-        "--native",
-        action="store_true",
-        default=False,
-        help="Record the native (C/C++) stack of every allocation too",
-    )
-    parser.add_argument(
-        "--trace-python-allocators",
-        action="store_true",
-        default=False,
-        help="Record every allocation by pymalloc, not only those reaching the system allocator",
-    )
-    parser.add_argument(
-        "--follow-fork",
-        action="store_true",
-        default=False,
-        help="Keep recording in child processes forked by the program (one capture each)",
-    )
+    add_tracking_options(parser)
     parser.add_argument(
         "--aggregate",
         action="store_true",
@@ -136,6 +121,29 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("script", metavar="{script.py | -m module | -c code}")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS")
+
+
+def add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """What a Tracker records: --native, --trace-python-allocators, --follow-fork
+    (``memray run`` and the ``%%memray_flamegraph`` cell magic)."""
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        default=False,
+        help="Record the native (C/C++) stack of every allocation too",
+    )
+    parser.add_argument(
+        "--trace-python-allocators",
+        action="store_true",
+        default=False,
+        help="Record every allocation by pymalloc, not only those reaching the system allocator",
+    )
+    parser.add_argument(
+        "--follow-fork",
+        action="store_true",
+        default=False,
+        help="Keep recording in child processes forked by the program (one capture each)",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -278,10 +286,6 @@ def _should_modify_sys_path() -> bool:
     return not sys.flags.isolated and not getattr(sys.flags, "safe_path", False)
 
 
-class _StartError(Exception):
-    """Tracking could not start; raised into the program's first frame to stop it."""
-
-
 class _Status:
     """How the program ended, turned into our exit status like python does."""
 
@@ -374,11 +378,21 @@ class _Program:
         else:
             _exec_as_main(self.target)
 
+    def _on_start(self, frame: FrameType) -> None:
+        self.module_frame = frame
+        if self.kind == "script":
+            sys.argv[0] = self.argv[0]  # the path as typed, not runpy's
+
     def run_tracked(self, tracker: Any) -> _Status:
         """Runs the program with tracking on from its first line to its last."""
         status = _Status()
         self._prepare_sys()
-        start_hook = _StartHook(self, tracker, sys.getprofile())
+        # Tracking starts in the program's <module> frame, so that frame, not
+        # runpy's nor ours, is the outermost frame every recorded stack shows
+        # (tests/test_cli.py checks it).
+        start_hook = StartOnEntry(
+            tracker, _is_program_frame, previous=sys.getprofile(), on_start=self._on_start
+        )
         sys.setprofile(start_hook)
         error: BaseException | None = None
         try:
@@ -386,8 +400,8 @@ class _Program:
         except BaseException as exc:  # noqa: BLE001 -- the program's ending, judged below
             error = exc
         finally:
-            if sys.getprofile() is start_hook:  # the program never started
-                sys.setprofile(start_hook.previous)
+            start_hook.uninstall()  # the program never started
+            self.started = start_hook.started
             if self.started:
                 try:
                     if error is None:
@@ -402,7 +416,7 @@ class _Program:
                     status.code = 1
         if error is None:
             return status
-        if isinstance(error, _StartError):
+        if isinstance(error, TrackingStartError):
             raise CommandError(one_line(error)) from error.__cause__
         if isinstance(error, SystemExit):
             status.exit = error
@@ -449,34 +463,6 @@ def _exec_as_main(source: str) -> None:
 
 def _is_program_frame(frame: FrameType) -> bool:
     return frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"
-
-
-class _StartHook:
-    """A one-shot profile function: starts the Tracker when the program's
-    ``<module>`` frame is entered, so that frame, not runpy's nor ours, is the
-    outermost frame every recorded stack shows.
-
-    The Tracker hides the frames above the program's frame, which it is given
-    explicitly (tests/test_cli.py checks the outermost frame).
-    """
-
-    def __init__(self, program: _Program, tracker: Any, previous: Any) -> None:
-        self.program = program
-        self.tracker = tracker
-        self.previous = previous  # a profiler memray itself runs under
-
-    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
-        if event != "call" or not _is_program_frame(frame):
-            return
-        sys.setprofile(self.previous)
-        self.program.module_frame = frame
-        if self.program.kind == "script":
-            sys.argv[0] = self.program.argv[0]  # the path as typed, not runpy's
-        try:
-            self.tracker._enter(frame)
-        except Exception as error:
-            raise _StartError(f"cannot start tracking: {one_line(error)}") from error
-        self.program.started = True
 
 
 def _print_program_exception(error: BaseException, module_frame: FrameType | None) -> None:

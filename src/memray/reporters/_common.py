@@ -208,10 +208,18 @@ def _only_regular_files(file: str) -> bool:
 def _source_lines(file: str) -> list[str]:
     """The file's lines, or [] when it is not a readable text file here.
 
-    Relative names are only looked up (along sys.path, as tracebacks do) for
-    Python files: a native frame's "malloc.c" must not match a stranger.
+    Code that lives in memory only (an IPython cell, a notebook's, anything
+    registered in linecache under a "<...>" name) has its lines in linecache's
+    cache, as tracebacks find them. Other relative names are only looked up
+    (along sys.path, as tracebacks do) for Python files: a native frame's
+    "malloc.c" must not match a stranger.
     """
-    if file in _UNREADABLE or not (os.path.isabs(file) or file.endswith((".py", ".pyw"))):
+    in_memory = file in linecache.cache
+    if not in_memory and (
+        file in _UNREADABLE
+        or file.startswith("<")
+        or not (os.path.isabs(file) or file.endswith((".py", ".pyw")))
+    ):
         return []
     if not _only_regular_files(file):
         _UNREADABLE.add(file)
@@ -220,14 +228,14 @@ def _source_lines(file: str) -> list[str]:
         lines = linecache.getlines(file)
     except (OSError, UnicodeError, ValueError, MemoryError):
         lines = []
-    if not lines:
+    if not lines and not in_memory:
         _UNREADABLE.add(file)
     return lines
 
 
 def source_line(file: str, line: int) -> str:
     """The stripped source line, or '' when the file is not readable here."""
-    if line <= 0 or not file or file.startswith("<"):
+    if line <= 0 or not file:
         return ""
     lines = _source_lines(file)
     if line > len(lines):

@@ -184,6 +184,8 @@ def render_flamegraph(
     title = KIND_TITLES.get(kind, kind)
     if kind == "temporary":
         title += f" (threshold {temporary_threshold})"
+    if temporal:
+        title += ", over time (temporal)"
     return render_template(
         "flamegraph.html",
         data=data,
