@@ -207,3 +207,27 @@ def test_mappings_of_empty_objects_cost_no_reader_memory(tmp_path: Path) -> None
     n_frames, file, grown_mib = proc.stdout.split()
     assert (n_frames, file) == ("1", "/nonexistent/libx.so")
     assert int(grown_mib) < 64  # the capture is over 60 MiB; it was 1.25 GB to read
+
+
+def test_no_environment_variable_injects_faults(tmp_path: Path) -> None:
+    """Fault injection is reached only through a test-only function; the
+    variable that once armed it in every build does nothing."""
+    code = """
+    import warnings
+    import memray
+    from memray._test import MemoryAllocator
+
+    a = MemoryAllocator()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with memray.Tracker("out.bin"):
+            for i in range(500):
+                a.malloc(30_000 + i)
+                a.free()
+    print(len(caught))
+    """
+    proc = run_python(code, tmp_path, env={"MEMRAY_TEST_FAIL_WRITE_AFTER": "3"})
+    assert proc.stdout.split() == ["0"]
+    with FileReader(tmp_path / "out.bin") as reader:
+        sizes = [r.size for r in reader.get_allocation_records() if 30_000 <= r.size < 30_500]
+    assert sizes == list(range(30_000, 30_500))

@@ -227,6 +227,18 @@ static PyObject *set_greenlet_tid(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* For tests only: the n-th write to a capture from now on fails with EIO
+ * (and every later one), until tracking stops. */
+static PyObject *test_fail_writes_after(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    mr_sink_inject_failure(n);
+    Py_RETURN_NONE;
+}
+
 static PyObject *is_tracking(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -251,6 +263,8 @@ static PyMethodDef methods[] = {
     {"set_thread_name", set_thread_name, METH_VARARGS, "Record the name of thread tid."},
     {"set_greenlet_tid", set_greenlet_tid, METH_O,
      "The calling thread now runs a greenlet recorded as thread tid (0: its own id)."},
+    {"_test_fail_writes_after", test_fail_writes_after, METH_O,
+     "Tests only: the n-th capture write from now on fails (EIO), until tracking stops."},
     {"is_tracking", is_tracking, METH_NOARGS, "Whether a Tracker is active."},
     {"capture_path", capture_path, METH_NOARGS, "The capture file this process writes."},
     {NULL, NULL, 0, NULL},

@@ -173,8 +173,9 @@ static int flush_buffer(mr_sink_t *s)
     return rc;
 }
 
-/* Writes left before injected failures start; 0 = not armed. Only set by
- * tests, before tracking starts. */
+/* Writes left before injected failures start; 0 = not armed. Armed only by
+ * tests, through _memray._test_fail_writes_after (no environment variable
+ * or option a user could set reaches it); disarmed when tracking stops. */
 static uint64_t fail_countdown;
 
 void mr_sink_inject_failure(uint64_t n)

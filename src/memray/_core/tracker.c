@@ -471,9 +471,6 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
         rc = -ENOMEM;
         goto fail;
     }
-    /* Tests make the n-th write of the capture fail (fault injection). */
-    const char *fault = getenv("MEMRAY_TEST_FAIL_WRITE_AFTER");
-    mr_sink_inject_failure(fault ? strtoull(fault, NULL, 10) : 0);
     pthread_mutex_lock(&g.lock);
     rc = open_capture_locked(g.path, opts->overwrite, opts->buffered, given);
     pthread_mutex_unlock(&g.lock);
@@ -565,6 +562,7 @@ int mr_tracker_stop(void)
     g.generation++;
     pthread_mutex_unlock(&g.lock);
     mr_hooks_uninstall();
+    mr_sink_inject_failure(0); /* a test's fault ends with its session */
     g.compress_error = 0;
     if (rc == 0 && !g.inherited && g.opts.compress && !g.socket) {
         int crc = mr_sink_compress_file(g.path);
