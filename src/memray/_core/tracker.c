@@ -305,9 +305,9 @@ static void flush_locked(uint64_t size_before_sample)
     int rc = 0;
     if (size_before_sample != g.flushed_at)
         rc = mr_writer_pad(&g.writer, MR_READ_LOOKAHEAD);
-    g.flushed_at = mr_sink_size(g.writer.sink);
+    g.flushed_at = mr_writer_size(&g.writer);
     if (rc == 0)
-        rc = mr_sink_flush(g.writer.sink);
+        rc = mr_writer_flush(&g.writer);
     if (rc < 0)
         fail_locked(rc);
 }
@@ -315,7 +315,7 @@ static void flush_locked(uint64_t size_before_sample)
 /* Stream size before a memory sample, for flush_locked. */
 static uint64_t stream_size_locked(void)
 {
-    return g.socket && g.writer.sink != NULL ? mr_sink_size(g.writer.sink) : 0;
+    return g.socket ? mr_writer_size(&g.writer) : 0;
 }
 
 static void *sampler_main(void *arg)
@@ -408,14 +408,14 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
         .command_line_len = strlen(cmd),
     };
     g.start_mono_ns = now_ns(CLOCK_MONOTONIC);
-    rc = mr_writer_init(&g.writer, sink, &info);
+    rc = mr_writer_init(&g.writer, sink, &info); /* the writer's sink from here on */
     if (rc < 0) {
-        mr_sink_close(sink);
+        mr_writer_close(&g.writer);
         discard_capture(path);
         return rc;
     }
     if (g.opts.aggregated && (rc = mr_agg_new(&g.agg)) < 0) {
-        mr_sink_close(g.writer.sink);
+        mr_writer_close(&g.writer);
         discard_capture(path);
         return rc;
     }
@@ -425,7 +425,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
     if (g.flags & MR_FLAG_NATIVE) {
         mr_native_init();
         if ((rc = mr_native_write_mappings_locked(&g.writer)) < 0) {
-            mr_sink_close(g.writer.sink);
+            mr_writer_close(&g.writer);
             discard_capture(path);
             return rc;
         }
@@ -479,7 +479,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if ((rc = mr_hooks_install()) < 0) {
         pthread_mutex_lock(&g.lock);
-        mr_sink_close(g.writer.sink);
+        mr_writer_close(&g.writer);
         pthread_mutex_unlock(&g.lock);
         discard_capture(g.path);
         goto fail;
@@ -524,7 +524,7 @@ int mr_tracker_stop(void)
         /* A child that did not follow the fork: the open capture is the
          * parent's, and the parent finishes it. */
         __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
-        mr_sink_abandon(g.writer.sink);
+        mr_writer_abandon(&g.writer);
     } else {
         snapshot_locked();
         uint64_t ms = ms_since_start();
@@ -547,12 +547,11 @@ int mr_tracker_stop(void)
             wrc = mr_writer_trailer(&g.writer, ms, total, peak, 0);
         if (wrc < 0 && g.failed == 0)
             g.failed = -wrc;
-        int crc = mr_sink_close(g.writer.sink);
+        int crc = mr_writer_close(&g.writer);
         if (crc < 0 && g.failed == 0)
             g.failed = -crc;
         rc = g.failed ? -g.failed : 0;
     }
-    g.writer.sink = NULL;
     if (g.agg != NULL) {
         mr_agg_destroy(g.agg);
         g.agg = NULL;
@@ -634,8 +633,7 @@ static void atfork_child(void)
         if (g.socket) {
             /* Drop our copy of the connection now: a child that outlives its
              * parent must not keep the live reader from seeing the end. */
-            mr_sink_abandon(g.writer.sink);
-            g.writer.sink = NULL;
+            mr_writer_abandon(&g.writer);
         }
         mr_tracker_guard--;
         return;
@@ -643,8 +641,7 @@ static void atfork_child(void)
     /* Follow the fork: drop the parent's capture and start <path>.<pid>,
      * through the mapping so a child that ends with _exit keeps it all. */
     __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
-    mr_sink_abandon(g.writer.sink);
-    g.writer.sink = NULL;
+    mr_writer_abandon(&g.writer);
     if (g.agg != NULL) {
         mr_agg_destroy(g.agg);
         g.agg = NULL;
@@ -653,7 +650,6 @@ static void atfork_child(void)
     char *child_path = malloc(len);
     if (child_path == NULL) {
         g.inherited = 1; /* nothing open: stop just releases */
-        g.writer.sink = NULL;
         mr_tracker_guard--;
         return;
     }

@@ -30,6 +30,35 @@ int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info
     return rc;
 }
 
+int mr_writer_is_open(const mr_writer_t *w)
+{
+    return w->sink != NULL;
+}
+
+uint64_t mr_writer_size(const mr_writer_t *w)
+{
+    return w->sink != NULL ? mr_sink_size(w->sink) : 0;
+}
+
+int mr_writer_flush(mr_writer_t *w)
+{
+    return w->sink != NULL ? mr_sink_flush(w->sink) : 0;
+}
+
+int mr_writer_close(mr_writer_t *w)
+{
+    int rc = w->sink != NULL ? mr_sink_close(w->sink) : 0;
+    w->sink = NULL;
+    return rc;
+}
+
+void mr_writer_abandon(mr_writer_t *w)
+{
+    if (w->sink != NULL)
+        mr_sink_abandon(w->sink);
+    w->sink = NULL;
+}
+
 static uint8_t *put_thread_switch(mr_writer_t *w, uint8_t *p, uint32_t tid)
 {
     if (tid != w->tid) {

@@ -38,6 +38,14 @@ typedef struct mr_writer {
  * here on. */
 int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info);
 
+/* The sink, through the writer that owns it (callers never reach into it).
+ * Each is safe on a writer without a sink (never started, or closed). */
+int mr_writer_is_open(const mr_writer_t *w);
+uint64_t mr_writer_size(const mr_writer_t *w); /* bytes written so far, 0 if none */
+int mr_writer_flush(mr_writer_t *w);           /* hands buffered bytes on */
+int mr_writer_close(mr_writer_t *w);           /* finishes the capture: 0 or -errno */
+void mr_writer_abandon(mr_writer_t *w);        /* lets go without finishing (fork child) */
+
 int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t size,
                     uint64_t stack, uint64_t native);
 /* len: the unmapped length for MUNMAP, ignored otherwise. */
