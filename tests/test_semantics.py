@@ -124,15 +124,18 @@ def test_memory_snapshots_are_an_interval_apart(tmp_path: Path) -> None:
 def test_forked_child_records_pymalloc_calls(tmp_path: Path) -> None:
     code = """
     import os
+    import time
     import memray
     from memray._test import PymallocDomain, PymallocMemoryAllocator
 
-    with memray.Tracker("out.bin", follow_fork=True, trace_python_allocators=True):
+    with memray.Tracker("out.bin", follow_fork=True, trace_python_allocators=True,
+                        memory_interval_ms=10):
         pid = os.fork()
         if pid == 0:
             a = PymallocMemoryAllocator(PymallocDomain.PYMALLOC_OBJECT)
             a.malloc(4321)
             a.free()
+            time.sleep(1)  # the child's own sampler records its memory meanwhile
             os._exit(0)
         os.waitpid(pid, 0)
     print(pid)
@@ -145,7 +148,9 @@ def test_forked_child_records_pymalloc_calls(tmp_path: Path) -> None:
             for r in reader.get_allocation_records()
             if r.size == 4321
         ]
+        snapshots = list(reader.get_memory_snapshots())
     assert mine == [("PYMALLOC_MALLOC", 4321)]
+    assert len(snapshots) >= 2  # the one at fork, then the sampler's
 
 
 def test_top_modules_credit_the_nearest_frame_outside_the_standard_library(

@@ -150,6 +150,10 @@ def _stop_following_greenlets(watcher: _GreenletImportWatcher | None) -> None:
 
 _greenlets: _GreenletIds | None = None
 
+# A child that follows the fork starts its memory sampler here, once fork()
+# has returned, never inside it.
+os.register_at_fork(after_in_child=_memray._after_fork_in_child)
+
 
 # threading.Thread.name as the standard library defines it. While a Tracker
 # runs, setting a thread's name also records it (a rename after start does

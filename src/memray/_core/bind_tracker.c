@@ -239,6 +239,14 @@ static PyObject *test_fail_writes_after(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *after_fork_in_child(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    mr_tracker_after_fork_in_child();
+    Py_RETURN_NONE;
+}
+
 static PyObject *is_tracking(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -265,6 +273,8 @@ static PyMethodDef methods[] = {
      "The calling thread now runs a greenlet recorded as thread tid (0: its own id)."},
     {"_test_fail_writes_after", test_fail_writes_after, METH_O,
      "Tests only: the n-th capture write from now on fails (EIO), until tracking stops."},
+    {"_after_fork_in_child", after_fork_in_child, METH_NOARGS,
+     "In a forked child that follows the fork: starts what fork() could not."},
     {"is_tracking", is_tracking, METH_NOARGS, "Whether a Tracker is active."},
     {"capture_path", capture_path, METH_NOARGS, "The capture file this process writes."},
     {NULL, NULL, 0, NULL},

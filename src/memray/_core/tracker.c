@@ -65,6 +65,7 @@ static struct {
     pthread_cond_t sampler_cond;
     int sampler_stop;    /* sampler_lock */
     int sampler_running; /* GIL-holding callers and fork child */
+    int sampler_pending; /* a followed fork child: start it once out of fork() */
     pthread_t sampler;
     int statm_fd;
     uint32_t session;   /* counts Tracker starts */
@@ -577,6 +578,15 @@ int mr_tracker_stop(void)
     return rc;
 }
 
+void mr_tracker_after_fork_in_child(void)
+{
+    if (!g.sampler_pending)
+        return;
+    g.sampler_pending = 0;
+    if (g.started && !g.inherited && mr_tracker_active)
+        sampler_start();
+}
+
 int mr_tracker_compress_error(void)
 {
     return g.compress_error;
@@ -661,7 +671,10 @@ static void atfork_child(void)
     if (rc == 0) {
         __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
         snapshot_locked();
-        sampler_start();
+        /* Not here: a thread started inside fork() (pthread_create is not
+         * async-signal-safe) can block for good on an allocator lock another
+         * thread of the parent held (seen under AddressSanitizer). */
+        g.sampler_pending = 1;
     } else {
         g.failed = -rc;
         g.inherited = 1;

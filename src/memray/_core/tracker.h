@@ -66,6 +66,9 @@ int mr_tracker_start(const mr_tracker_options_t *opts);
  * error) so the caller can report it; the capture is closed in every case. */
 int mr_tracker_stop(void);
 
+/* In a child that follows the fork, once fork() has returned (the Python
+ * module calls it from os.register_at_fork): starts the memory sampler. */
+void mr_tracker_after_fork_in_child(void);
 /* The errno that stopped the last stop's compression on exit (the capture
  * is then complete, and uncompressed), 0 if it did not fail. */
 int mr_tracker_compress_error(void);
