@@ -288,6 +288,21 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+_KIND_TITLES = {
+    "high_water_mark": "peak memory usage",
+    "leaks": "leaked memory",
+    "temporary": "temporary allocations",
+}
+
+
+def report_title(kind: str, temporary_threshold: int = 1) -> str:
+    """What an HTML report shows, in words: "leaked memory", ..."""
+    title = _KIND_TITLES.get(kind, kind)
+    if kind == "temporary":
+        title += f" (threshold {temporary_threshold})"
+    return title
+
+
 def arena_leaks_warning(kind: str, metadata: Any) -> bool:
     """Whether a report needs memray 1.x's warning: leaks from a capture made
     with pymalloc active but without trace_python_allocators count the memory

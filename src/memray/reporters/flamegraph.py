@@ -28,14 +28,9 @@ from ._common import (
     iter_snapshots,
     record_stack,
     render_template,
+    report_title,
     source_line,
 )
-
-KIND_TITLES = {
-    "high_water_mark": "peak memory usage",
-    "leaks": "leaked memory",
-    "temporary": "temporary allocations",
-}
 
 
 class FlameGraphBuilder:
@@ -181,9 +176,7 @@ def render_flamegraph(
             ),
         }
     total = sum(data["samples"]["size"])
-    title = KIND_TITLES.get(kind, kind)
-    if kind == "temporary":
-        title += f" (threshold {temporary_threshold})"
+    title = report_title(kind, temporary_threshold)
     if temporal:
         title += ", over time (temporal)"
     return render_template(

@@ -20,13 +20,8 @@ from ._common import (
     format_bytes,
     format_location,
     render_template,
+    report_title,
 )
-
-KIND_TITLES = {
-    "high_water_mark": "peak memory usage",
-    "leaks": "leaked memory",
-    "temporary": "temporary allocations",
-}
 
 
 def allocator_name(value: int) -> str:
@@ -78,9 +73,7 @@ def render_table(
     native = bool(getattr(metadata, "has_native_traces", False))
     data = table_rows(records, native_traces=native)
     data["options"] = {"kind": kind, "split_threads": not merge_threads}
-    title = KIND_TITLES.get(kind, kind)
-    if kind == "temporary":
-        title += f" (threshold {temporary_threshold})"
+    title = report_title(kind, temporary_threshold)
     return render_template(
         "table.html",
         data=data,
