@@ -231,3 +231,11 @@ def test_no_environment_variable_injects_faults(tmp_path: Path) -> None:
     with FileReader(tmp_path / "out.bin") as reader:
         sizes = [r.size for r in reader.get_allocation_records() if 30_000 <= r.size < 30_500]
     assert sizes == list(range(30_000, 30_500))
+
+
+def test_invariant_checks_are_compiled_in_only_for_checked_builds() -> None:
+    # check.h's asserts are on in the sanitizer build `make test-asan` runs
+    # this suite with, and compiled out of the release build users get.
+    from memray import _memray
+
+    assert _memray._checks == (os.environ.get("MEMRAY_TEST_ASAN") == "1")

@@ -372,10 +372,11 @@ def test_library_loaded_by_relative_path_is_symbolized(tmp_path: Path, nativelib
     ]
 
 
-@pytest.mark.parametrize("tag", ["RPATH", "RUNPATH"])
+@pytest.mark.parametrize("tag", ["RPATH", "RUNPATH", "LD_LIBRARY_PATH"])
 def test_dlopen_by_bare_name_searches_the_callers_paths(tmp_path: Path, tag: str) -> None:
     # libdlopen_caller.so dlopens libdlopen_helper.so by its bare name; the
-    # helper lives only in $ORIGIN/sub, named by the caller's RPATH or RUNPATH.
+    # helper lives only in $ORIGIN/sub, named by the caller's RPATH or RUNPATH,
+    # or by LD_LIBRARY_PATH (the caller then names no path of its own).
     (tmp_path / "sub").mkdir()
     helper = tmp_path / "sub" / "libdlopen_helper.so"
     caller = tmp_path / "libdlopen_caller.so"
@@ -386,16 +387,19 @@ def test_dlopen_by_bare_name_searches_the_callers_paths(tmp_path: Path, tag: str
         timeout=TIMEOUT,
     )
     dtags = "--disable-new-dtags" if tag == "RPATH" else "--enable-new-dtags"
+    paths = [] if tag == "LD_LIBRARY_PATH" else [f"-Wl,{dtags},-rpath,$ORIGIN/sub"]
     subprocess.run(
-        ["cc", *flags, f"-Wl,{dtags},-rpath,$ORIGIN/sub"]
-        + ["-o", str(caller), str(LIB / "dlopen_caller.c"), "-ldl"],
+        ["cc", *flags, *paths, "-o", str(caller), str(LIB / "dlopen_caller.c"), "-ldl"],
         check=True,
         timeout=TIMEOUT,
     )
     dynamic = subprocess.run(
         ["readelf", "-d", str(caller)], capture_output=True, text=True, check=True
     ).stdout
-    assert f"({tag})" in dynamic and "$ORIGIN/sub" in dynamic
+    if tag == "LD_LIBRARY_PATH":
+        assert "PATH)" not in dynamic
+    else:
+        assert f"({tag})" in dynamic and "$ORIGIN/sub" in dynamic
     code = """
     import ctypes, os
     import memray
@@ -406,7 +410,10 @@ def test_dlopen_by_bare_name_searches_the_callers_paths(tmp_path: Path, tag: str
         p = lib.dc_load_and_alloc(424242)
     assert p, lib.dc_error()
     """
-    run_python(code, tmp_path, env={"CALLER": str(caller)})
+    env = {"CALLER": str(caller)}
+    if tag == "LD_LIBRARY_PATH":
+        env["LD_LIBRARY_PATH"] = str(tmp_path / "sub")
+    run_python(code, tmp_path, env=env)
     with FileReader(tmp_path / "out.bin") as reader:
         (rec,) = [r for r in reader.get_leaked_allocation_records() if r.size == 424242]
         native = rec.native_stack_trace()

@@ -282,6 +282,14 @@ static PyMethodDef methods[] = {
 
 int mr_bind_tracker_init(PyObject *module)
 {
+#ifdef MR_CHECKS
+    const int checks = 1;
+#else
+    const int checks = 0;
+#endif
+    /* Whether this build asserts its invariants (check.h): tests read it. */
+    if (PyModule_AddIntConstant(module, "_checks", checks) < 0)
+        return -1;
     if (PyType_Ready(&SocketSinkType) < 0 ||
         PyModule_AddObjectRef(module, "SocketSink", (PyObject *)&SocketSinkType) < 0)
         return -1;

@@ -130,6 +130,7 @@ enum mr_record_type {
     MR_REC_AGG = 0xB,
     MR_REC_TRAILER = 0xC,
     MR_REC_PAD = 0xD,
+    MR_REC_LAST = MR_REC_PAD, /* the highest kind a writer emits */
 };
 
 #define MR_TAG(type, arg) ((uint8_t)(((arg) << 4) | (type)))

@@ -12,11 +12,13 @@
 #include <link.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "format.h"
 #include "tracker.h"
 
@@ -182,7 +184,7 @@ static void hook_free_aligned_sized(void *p, size_t align, size_t size)
 }
 
 static int patch_all(int restore);
-static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;
+static mr_mutex_t patch_lock = MR_MUTEX_INITIALIZER;
 static int installed; /* patch_lock; read unlocked by hook_dlopen (a stale 1
                        * only costs a patch pass that finds nothing to do) */
 
@@ -354,10 +356,10 @@ static void *hook_dlopen(const char *file, int flags)
     void *h = dlopen_as(file, flags, __builtin_return_address(0));
     if (h != NULL && __atomic_load_n(&installed, __ATOMIC_RELAXED)) {
         mr_tracker_guard++;
-        pthread_mutex_lock(&patch_lock);
+        mr_mutex_lock(&patch_lock);
         if (installed)
             patch_all(0);
-        pthread_mutex_unlock(&patch_lock);
+        mr_mutex_unlock(&patch_lock);
         mr_tracker_guard--;
         mr_tracker_objects_changed();
     }
@@ -620,6 +622,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
 /* patch_lock held. */
 static int patch_all(int restore)
 {
+    MR_ASSERT(mr_mutex_held(&patch_lock));
     object_info_t o = {.restore = restore};
     dl_iterate_phdr(patch_object, &o);
     return o.err;
@@ -627,7 +630,7 @@ static int patch_all(int restore)
 
 int mr_hooks_install(void)
 {
-    pthread_mutex_lock(&patch_lock);
+    mr_mutex_lock(&patch_lock);
     if (!resolved)
         resolve_real();
     int rc = 0;
@@ -639,19 +642,19 @@ int mr_hooks_install(void)
         __atomic_store_n(&installed, 1, __ATOMIC_RELAXED);
     else
         patch_all(1);
-    pthread_mutex_unlock(&patch_lock);
+    mr_mutex_unlock(&patch_lock);
     return rc;
 }
 
 void mr_hooks_uninstall(void)
 {
-    pthread_mutex_lock(&patch_lock);
+    mr_mutex_lock(&patch_lock);
     __atomic_store_n(&installed, 0, __ATOMIC_RELAXED);
     patch_all(1);
-    pthread_mutex_unlock(&patch_lock);
+    mr_mutex_unlock(&patch_lock);
 }
 
 void mr_hooks_after_fork_child(void)
 {
-    pthread_mutex_init(&patch_lock, NULL);
+    mr_mutex_init(&patch_lock);
 }

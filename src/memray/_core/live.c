@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "format.h"
 #include "source.h"
 
@@ -36,7 +37,7 @@ struct mr_live {
     int closed;         /* creator only: mr_live_close ran */
     int stopping;       /* atomic: close asked the thread to stop */
     int waiters;        /* atomic: threads blocked in mr_live_lock */
-    pthread_mutex_t lock;
+    mr_mutex_t lock;
 
     /* Everything below: lock. */
     mr_agg_t *agg; /* the live set: allocations alive now, by location */
@@ -119,9 +120,9 @@ static void wait_hook(void *ctx, int waiting)
 {
     mr_live_t *l = ctx;
     if (waiting)
-        pthread_mutex_unlock(&l->lock);
+        mr_mutex_unlock(&l->lock);
     else
-        pthread_mutex_lock(&l->lock);
+        mr_mutex_lock(&l->lock);
 }
 
 static void fail_locked(mr_live_t *l, int code, const char *fmt, ...)
@@ -129,6 +130,7 @@ static void fail_locked(mr_live_t *l, int code, const char *fmt, ...)
 
 static void fail_locked(mr_live_t *l, int code, const char *fmt, ...)
 {
+    MR_ASSERT(mr_mutex_held(&l->lock));
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(l->errbuf, sizeof l->errbuf, fmt, ap);
@@ -138,6 +140,7 @@ static void fail_locked(mr_live_t *l, int code, const char *fmt, ...)
 
 static int fold_locked(mr_live_t *l, const mr_event_t *ev)
 {
+    MR_ASSERT(mr_mutex_held(&l->lock));
     switch (ev->type) {
     case MR_REC_ALLOC: {
         mr_loc_key_t key = {ev->tid, ev->allocator, ev->stack, ev->native};
@@ -165,6 +168,7 @@ static int fold_locked(mr_live_t *l, const mr_event_t *ev)
  * are endings; anything else is an error the user hears about. */
 static void finish_locked(mr_live_t *l, int rc)
 {
+    MR_ASSERT(mr_mutex_held(&l->lock));
     int stopping = __atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE);
     l->active = 0;
     l->end = mr_reader_end(l->r);
@@ -191,7 +195,7 @@ static void *live_main(void *arg)
 {
     mr_live_t *l = arg;
     mr_source_set_wait_hook(wait_hook, l);
-    pthread_mutex_lock(&l->lock);
+    mr_mutex_lock(&l->lock);
     int rc = 0;
     for (unsigned long n = 1;; n++) {
         if (__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE))
@@ -208,14 +212,14 @@ static void *live_main(void *arg)
         if (n % YIELD_EVERY == 0 && __atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE) > 0) {
             /* A busy stream rarely waits for bytes: hand the lock over so a
              * snapshot is not starved. */
-            pthread_mutex_unlock(&l->lock);
+            mr_mutex_unlock(&l->lock);
             while (__atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE) > 0)
                 sched_yield();
-            pthread_mutex_lock(&l->lock);
+            mr_mutex_lock(&l->lock);
         }
     }
     finish_locked(l, rc);
-    pthread_mutex_unlock(&l->lock);
+    mr_mutex_unlock(&l->lock);
     mr_source_set_wait_hook(NULL, NULL);
     return NULL;
 }
@@ -236,7 +240,7 @@ static int check_magic(int fd, int timeout_ms, char *err, size_t errlen)
     for (;;) {
         uint64_t now = now_ms();
         int wait = timeout_ms <= 0 ? -1 : now >= deadline ? 0 : (int)(deadline - now);
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
         int n = poll(&pfd, 1, wait);
         if (n < 0 && errno == EINTR)
             continue;
@@ -267,7 +271,17 @@ static int check_magic(int fd, int timeout_ms, char *err, size_t errlen)
         }
         if ((size_t)got == sizeof buf)
             return 0;
-        /* A prefix of the magic: the rest is on its way. */
+        /* A prefix of the magic: the rest is on its way, unless the peer has
+         * closed or the time is up. The prefix keeps the socket readable, so
+         * poll alone never times out here (found by fuzz/fuzz_live.c). */
+        if (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)) {
+            snprintf(err, errlen, "the connection was closed before a whole memray header arrived");
+            return MR_ERR_NOT_CAPTURE;
+        }
+        if (timeout_ms > 0 && now_ms() >= deadline) {
+            snprintf(err, errlen, "no memray header arrived within %d ms", timeout_ms);
+            return -ETIMEDOUT;
+        }
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -292,7 +306,7 @@ int mr_live_open(mr_live_t **out, int fd, int timeout_ms, char *err, size_t errl
         return -ENOMEM;
     }
     l->fd = fd;
-    pthread_mutex_init(&l->lock, NULL);
+    mr_mutex_init(&l->lock);
     char rerr[MR_READER_ERRLEN] = "";
     rc = mr_reader_open_fd(&l->r, fd, rerr, sizeof rerr);
     if (rc < 0) {
@@ -357,11 +371,11 @@ void mr_live_close(mr_live_t *l)
         pthread_join(l->thread, NULL);
         l->thread_started = 0;
     }
-    pthread_mutex_lock(&l->lock);
+    mr_mutex_lock(&l->lock);
     l->active = 0;
     if (l->r != NULL)
         mr_reader_release_source(l->r); /* closes the socket; tables stay */
-    pthread_mutex_unlock(&l->lock);
+    mr_mutex_unlock(&l->lock);
 }
 
 void mr_live_destroy(mr_live_t *l)
@@ -371,20 +385,20 @@ void mr_live_destroy(mr_live_t *l)
     mr_live_close(l);
     mr_reader_close(l->r);
     mr_agg_destroy(l->agg);
-    pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->lock.m);
     free(l);
 }
 
 void mr_live_lock(mr_live_t *l)
 {
     __atomic_add_fetch(&l->waiters, 1, __ATOMIC_ACQ_REL);
-    pthread_mutex_lock(&l->lock);
+    mr_mutex_lock(&l->lock);
     __atomic_sub_fetch(&l->waiters, 1, __ATOMIC_ACQ_REL);
 }
 
 void mr_live_unlock(mr_live_t *l)
 {
-    pthread_mutex_unlock(&l->lock);
+    mr_mutex_unlock(&l->lock);
 }
 
 const mr_header_t *mr_live_header(const mr_live_t *l)
@@ -394,11 +408,13 @@ const mr_header_t *mr_live_header(const mr_live_t *l)
 
 const mr_reader_t *mr_live_reader_locked(const mr_live_t *l)
 {
+    MR_ASSERT(mr_mutex_held(&l->lock));
     return l->r;
 }
 
 void mr_live_status_locked(const mr_live_t *l, mr_live_status_t *st, char *msg, size_t msglen)
 {
+    MR_ASSERT(mr_mutex_held(&l->lock));
     *st = (mr_live_status_t){
         .active = l->active,
         .end = l->active ? MR_END_NONE : l->end,
@@ -416,6 +432,7 @@ void mr_live_status_locked(const mr_live_t *l, mr_live_status_t *st, char *msg, 
 
 int mr_live_rows_locked(mr_live_t *l, int merge_threads, mr_agg_row_t **rows, size_t *n)
 {
+    MR_ASSERT(mr_mutex_held(&l->lock));
     mr_agg_row_t *all;
     size_t count, k = 0;
     int rc = mr_agg_rows(l->agg, &all, &count);

@@ -6,6 +6,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "check.h"
 #include "format.h"
 #include "pymalloc.h"
 #include "tracker.h"
@@ -66,6 +67,7 @@ static void pm_free(void *ctx, void *ptr)
 
 void mr_pymalloc_trace(int on)
 {
+    MR_ASSERT(PyGILState_Check());
     if (on == wrapped)
         return;
     for (size_t i = 0; i < N_DOMAINS; i++) {

@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "check.h"
+
 /* The file is preallocated in steps starting at MAP_FIRST and doubling up to
  * MAP_STEP: a short capture reserves little disk before it is trimmed at
  * close, a long one extends the file once per 32 MiB of records. Only a
@@ -204,6 +206,7 @@ int mr_sink_write(mr_sink_t *s, const void *data, size_t n)
                 return 0;
             }
         }
+        MR_ASSERT(s->buf_used + n <= s->buf_size);
         memcpy(s->buf + s->buf_used, p, n);
         s->buf_used += n;
         s->written += n;
@@ -214,6 +217,8 @@ int mr_sink_write(mr_sink_t *s, const void *data, size_t n)
         if (rc < 0)
             return rc;
     }
+    MR_ASSERT(s->written >= s->map_off && s->written + n <= s->map_off + s->map_len);
+    MR_ASSERT(s->map_off + s->map_len <= s->file_len);
     uint8_t *dst = s->map + (s->written - s->map_off);
     memcpy(dst + 1, p + 1, n - 1);
     /* The tag last: a reader of a killed writer's file must never see a tag

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "aggregate.h"
+#include "check.h"
 #include "format.h"
 #include "hooks.h"
 #include "native.h"
@@ -45,7 +46,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* Everything below is guarded by g.lock (the writer lock) unless said
  * otherwise. */
 static struct {
-    pthread_mutex_t lock;
+    mr_mutex_t lock; /* the writer lock */
     int started;   /* between start and stop (GIL-holding callers only) */
     int failed;    /* errno that stopped recording early, 0 if none */
     int inherited; /* forked child not following: the capture is the parent's */
@@ -71,10 +72,15 @@ static struct {
     uint32_t session;   /* counts Tracker starts */
     int compress_error; /* errno of the last stop's compression, 0 if none */
 } g = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .lock = MR_MUTEX_INITIALIZER,
     .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
     .statm_fd = -1,
 };
+
+int mr_tracker_lock_held(void)
+{
+    return mr_mutex_held(&g.lock);
+}
 
 uint32_t mr_tracker_gettid(void)
 {
@@ -152,6 +158,7 @@ void mr_tracker_set_greenlet_tid(uint32_t tid)
  * good, keep the program running, report at stop. */
 static void fail_locked(int rc)
 {
+    MR_ASSERT(mr_mutex_held(&g.lock));
     if (g.failed == 0)
         g.failed = -rc;
     __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
@@ -169,7 +176,7 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
     int native = g.flags & MR_FLAG_NATIVE;
     if (native)
         mr_native_walk(&t->native, generation);
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     if (!mr_tracker_active || t->py.generation != g.generation)
         goto unlock;
     uint64_t node = 0, native_node = 0;
@@ -189,7 +196,7 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
     if (rc < 0)
         fail_locked(rc);
 unlock:
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
 out:
     mr_tracker_guard--;
 }
@@ -200,7 +207,7 @@ void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
     mr_thread_t *t = thread_get();
     if (t == NULL)
         goto out;
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     if (mr_tracker_active) {
         if (g.agg != NULL) {
             mr_agg_free(g.agg, (uintptr_t)ptr, len, allocator == MR_MUNMAP);
@@ -210,7 +217,7 @@ void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
                 fail_locked(rc);
         }
     }
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
 out:
     mr_tracker_guard--;
 }
@@ -220,13 +227,13 @@ void mr_tracker_objects_changed(void)
     if (!(g.flags & MR_FLAG_NATIVE))
         return;
     mr_tracker_guard++;
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     if (mr_tracker_active) {
         int rc = mr_native_write_mappings_locked(&g.writer);
         if (rc < 0)
             fail_locked(rc);
     }
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     mr_tracker_guard--;
 }
 
@@ -237,13 +244,13 @@ void mr_tracker_record_thread_name(uint32_t tid, const char *name, size_t len)
         mr_thread_t *t = thread_get();
         tid = t ? t->tid : mr_tracker_gettid();
     }
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     if (mr_tracker_active) {
         int rc = mr_writer_thread_name(&g.writer, tid, name, len);
         if (rc < 0)
             fail_locked(rc);
     }
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     mr_tracker_guard--;
 }
 
@@ -269,6 +276,7 @@ static uint64_t read_rss(void)
  * left out when the last came less than an interval earlier. */
 static void snapshot_locked(void)
 {
+    MR_ASSERT(mr_mutex_held(&g.lock));
     if (!mr_tracker_active)
         return;
     uint64_t ms = ms_since_start();
@@ -285,6 +293,7 @@ static void snapshot_locked(void)
 /* When the next snapshot is due: an interval after the last one. */
 static struct timespec next_snapshot_locked(void)
 {
+    MR_ASSERT(mr_mutex_held(&g.lock));
     uint64_t ns = g.start_mono_ns + (g.snap_ms + g.opts.interval_ms) * 1000000u;
     return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
                              .tv_nsec = (long)(ns % 1000000000u)};
@@ -301,6 +310,7 @@ static struct timespec next_snapshot_locked(void)
  * memory_interval_ms=1000). An idle program costs nothing. */
 static void flush_locked(uint64_t size_before_sample)
 {
+    MR_ASSERT(mr_mutex_held(&g.lock));
     if (!g.socket || !mr_tracker_active)
         return;
     int rc = 0;
@@ -316,6 +326,7 @@ static void flush_locked(uint64_t size_before_sample)
 /* Stream size before a memory sample, for flush_locked. */
 static uint64_t stream_size_locked(void)
 {
+    MR_ASSERT(mr_mutex_held(&g.lock));
     return g.socket ? mr_writer_size(&g.writer) : 0;
 }
 
@@ -323,9 +334,9 @@ static void *sampler_main(void *arg)
 {
     (void)arg;
     mr_tracker_guard = 1; /* nothing this thread does is the program's */
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     struct timespec next = next_snapshot_locked();
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     pthread_mutex_lock(&g.sampler_lock);
     while (!g.sampler_stop) {
         int rc = 0;
@@ -334,12 +345,12 @@ static void *sampler_main(void *arg)
         if (g.sampler_stop)
             break;
         pthread_mutex_unlock(&g.sampler_lock);
-        pthread_mutex_lock(&g.lock);
+        mr_mutex_lock(&g.lock);
         uint64_t before = stream_size_locked();
         snapshot_locked();
         flush_locked(before);
         next = next_snapshot_locked();
-        pthread_mutex_unlock(&g.lock);
+        mr_mutex_unlock(&g.lock);
         pthread_mutex_lock(&g.sampler_lock);
     }
     pthread_mutex_unlock(&g.sampler_lock);
@@ -389,6 +400,7 @@ static void discard_capture(const char *path)
  * header; the capture then belongs to g.writer. */
 static int open_capture_locked(const char *path, int overwrite, int buffered, mr_sink_t *given)
 {
+    MR_ASSERT(mr_mutex_held(&g.lock));
     mr_sink_t *sink = given;
     int rc = 0;
     g.socket = given != NULL;
@@ -410,6 +422,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
     };
     g.start_mono_ns = now_ns(CLOCK_MONOTONIC);
     rc = mr_writer_init(&g.writer, sink, &info); /* the writer's sink from here on */
+    g.writer.lock = &g.lock;
     if (rc < 0) {
         mr_writer_close(&g.writer);
         discard_capture(path);
@@ -472,28 +485,28 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
         rc = -ENOMEM;
         goto fail;
     }
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     rc = open_capture_locked(g.path, opts->overwrite, opts->buffered, given);
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     if (rc < 0)
         goto fail;
     g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if ((rc = mr_hooks_install()) < 0) {
-        pthread_mutex_lock(&g.lock);
+        mr_mutex_lock(&g.lock);
         mr_writer_close(&g.writer);
-        pthread_mutex_unlock(&g.lock);
+        mr_mutex_unlock(&g.lock);
         discard_capture(g.path);
         goto fail;
     }
     g.started = 1;
     if (opts->trace_pymalloc)
         mr_pymalloc_trace(1);
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
     uint64_t before = stream_size_locked();
     snapshot_locked();
     flush_locked(before); /* a live reader gets the header now */
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     rc = sampler_start();
     if (rc < 0) {
         mr_tracker_guard--;
@@ -519,7 +532,7 @@ int mr_tracker_stop(void)
     sampler_stop();
     if (g.opts.trace_pymalloc)
         mr_pymalloc_trace(0);
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     int rc = 0;
     if (g.inherited) {
         /* A child that did not follow the fork: the open capture is the
@@ -560,7 +573,7 @@ int mr_tracker_stop(void)
     mr_pystack_reset_locked();
     mr_native_reset_locked();
     g.generation++;
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     mr_hooks_uninstall();
     mr_sink_inject_failure(0); /* a test's fault ends with its session */
     g.compress_error = 0;
@@ -611,19 +624,22 @@ static uint32_t fork_tid;
 static void atfork_prepare(void)
 {
     mr_tracker_guard++;
-    pthread_mutex_lock(&g.lock);
+    mr_mutex_lock(&g.lock);
     fork_tid = mr_tracker_gettid();
 }
 
 static void atfork_parent(void)
 {
-    pthread_mutex_unlock(&g.lock);
+    mr_mutex_unlock(&g.lock);
     mr_tracker_guard--;
 }
 
-static void atfork_child(void)
+/* In the child the writer lock is still held (atfork_prepare took it and the
+ * forking thread is the child's only thread), so what runs here is _locked
+ * for real; atfork_child lets go of it once the child is set up. */
+static void child_after_fork_locked(void)
 {
-    pthread_mutex_unlock(&g.lock);
+    MR_ASSERT(mr_mutex_held(&g.lock));
     uint32_t tid = mr_tracker_gettid();
     if (t_thread != NULL)
         t_thread->tid = tid;
@@ -633,10 +649,8 @@ static void atfork_child(void)
     g.sampler_running = 0;
     pthread_mutex_init(&g.sampler_lock, NULL);
     mr_hooks_after_fork_child();
-    if (!g.started || g.inherited) {
-        mr_tracker_guard--;
+    if (!g.started || g.inherited)
         return;
-    }
     if (!g.opts.follow_fork || !mr_tracker_active) {
         __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
         g.inherited = 1;
@@ -645,7 +659,6 @@ static void atfork_child(void)
              * parent must not keep the live reader from seeing the end. */
             mr_writer_abandon(&g.writer);
         }
-        mr_tracker_guard--;
         return;
     }
     /* Follow the fork: drop the parent's capture and start <path>.<pid>,
@@ -660,7 +673,6 @@ static void atfork_child(void)
     char *child_path = malloc(len);
     if (child_path == NULL) {
         g.inherited = 1; /* nothing open: stop just releases */
-        mr_tracker_guard--;
         return;
     }
     snprintf(child_path, len, "%s.%d", g.opts.path, (int)getpid());
@@ -679,5 +691,11 @@ static void atfork_child(void)
         g.failed = -rc;
         g.inherited = 1;
     }
+}
+
+static void atfork_child(void)
+{
+    child_after_fork_locked();
+    mr_mutex_unlock(&g.lock);
     mr_tracker_guard--;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "check.h"
 #include "format.h"
 
 /* Room for one fixed-size record: a tag and at most 8 varints. */
@@ -59,6 +60,19 @@ void mr_writer_abandon(mr_writer_t *w)
     w->sink = NULL;
 }
 
+/* Every record leaves through here, whole, in one sink write. Checked: the
+ * owner's lock is held, the record fits the buffer it was encoded in, and it
+ * starts with a tag of a known kind (a zero byte would end the stream for a
+ * reader). */
+static int emit(mr_writer_t *w, const uint8_t *rec, size_t n, size_t cap)
+{
+    MR_ASSERT(w->lock == NULL || mr_mutex_held(w->lock));
+    MR_ASSERT(w->sink != NULL);
+    MR_ASSERT(n >= 1 && n <= cap);
+    MR_ASSERT(MR_TAG_TYPE(rec[0]) != MR_REC_ZERO && MR_TAG_TYPE(rec[0]) <= MR_REC_LAST);
+    return mr_sink_write(w->sink, rec, n);
+}
+
 static uint8_t *put_thread_switch(mr_writer_t *w, uint8_t *p, uint32_t tid)
 {
     if (tid != w->tid) {
@@ -78,7 +92,7 @@ int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t a
     uint8_t *p = buf;
     if (tid != w->tid) {
         p = put_thread_switch(w, p, tid);
-        int rc = mr_sink_write(w->sink, buf, (size_t)(p - buf));
+        int rc = emit(w, buf, (size_t)(p - buf), sizeof buf);
         if (rc < 0)
             return rc;
         p = buf;
@@ -94,7 +108,7 @@ int mr_writer_alloc(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t a
     w->addr = addr;
     w->stack = stack;
     w->n_allocs++;
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 
 int mr_writer_free(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t addr, uint64_t len)
@@ -103,7 +117,7 @@ int mr_writer_free(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t ad
     uint8_t *p = buf;
     if (tid != w->tid) {
         p = put_thread_switch(w, p, tid);
-        int rc = mr_sink_write(w->sink, buf, (size_t)(p - buf));
+        int rc = emit(w, buf, (size_t)(p - buf), sizeof buf);
         if (rc < 0)
             return rc;
         p = buf;
@@ -113,7 +127,7 @@ int mr_writer_free(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t ad
     if (allocator == MR_MUNMAP)
         p = mr_put_uvarint(p, len);
     w->addr = addr;
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 
 /* Writes a record made of a small head followed by strings: one sink write,
@@ -139,7 +153,7 @@ int mr_writer_code(mr_writer_t *w, const char *name, size_t name_len, const char
     n += put_string(buf + n, name, name_len, (STR_REC_MAX - 2 * MR_VARINT_MAX) / 2);
     n += put_string(buf + n, file, file_len, STR_REC_MAX - n - MR_VARINT_MAX);
     n = (size_t)(mr_put_uvarint(buf + n, first_line) - buf);
-    int rc = mr_sink_write(w->sink, buf, n);
+    int rc = emit(w, buf, n, sizeof buf);
     if (rc == 0)
         *id = ++w->n_codes;
     return rc;
@@ -152,7 +166,7 @@ static int write_pair(mr_writer_t *w, unsigned type, unsigned arg, uint64_t a, u
     *p++ = MR_TAG(type, arg);
     p = mr_put_uvarint(p, a);
     p = mr_put_uvarint(p, b);
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 
 int mr_writer_frame(mr_writer_t *w, uint64_t code, uint32_t line, uint64_t *id)
@@ -206,7 +220,7 @@ int mr_writer_mappings(mr_writer_t *w, uint64_t generation, const mr_mapping_ent
             memcpy(p, e->build_id, e->build_id_len);
         p += e->build_id_len;
     }
-    int rc = mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    int rc = emit(w, buf, (size_t)(p - buf), sizeof buf);
     free(buf);
     return rc;
 }
@@ -218,7 +232,7 @@ int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t
     *p++ = MR_TAG(MR_REC_THREAD_NAME, 0);
     p = mr_put_uvarint(p, tid);
     p += put_string(p, name, len, 256 + MR_VARINT_MAX);
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 
 int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap)
@@ -230,7 +244,7 @@ int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, ui
     p = mr_put_uvarint(p, rss);
     if (has_heap)
         p = mr_put_uvarint(p, heap);
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 
 int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack, uint64_t native,
@@ -247,7 +261,7 @@ int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t sta
     p = mr_put_uvarint(p, peak_bytes);
     p = mr_put_uvarint(p, leak_n);
     p = mr_put_uvarint(p, leak_bytes);
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 
 int mr_writer_pad(mr_writer_t *w, size_t n)
@@ -260,7 +274,7 @@ int mr_writer_pad(mr_writer_t *w, size_t n)
     /* tag + one-byte length + body: the body length fits one varint byte. */
     buf[0] = MR_TAG(MR_REC_PAD, 0);
     buf[1] = (uint8_t)(n - 2);
-    return mr_sink_write(w->sink, buf, n);
+    return emit(w, buf, n, sizeof buf);
 }
 
 int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
@@ -273,5 +287,5 @@ int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64
     p = mr_put_uvarint(p, total_allocs);
     p = mr_put_uvarint(p, peak);
     p = mr_put_uvarint(p, flags);
-    return mr_sink_write(w->sink, buf, (size_t)(p - buf));
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }

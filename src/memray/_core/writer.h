@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "sink.h"
 
 typedef struct mr_header_info {
@@ -32,6 +33,9 @@ typedef struct mr_writer {
     uint64_t native;   /* native stack of the previous ALLOC */
     uint64_t n_allocs; /* ALLOC records written */
     uint64_t n_codes, n_frames, n_nodes, n_native_nodes; /* ids handed out */
+    /* No locking here: the owner's. When set, every record is checked to be
+     * written with it held (check.h; the tracker sets its writer lock). */
+    mr_mutex_t *lock;
 } mr_writer_t;
 
 /* Starts a capture on sink: writes the header. The writer owns the sink from
