@@ -181,6 +181,48 @@ static void test_file_size_limit_fails_cleanly(void)
     setrlimit(RLIMIT_FSIZE, &old);
 }
 
+/* A MAPPINGS record and a NATIVE_NODE, byte for byte: the map is one record
+ * however long its paths (the checked build asserts it fits its buffer). */
+static void test_mappings_and_native_node_bytes(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "%s/maps.bin", dir);
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 0, 1, &sink), 0);
+    mr_writer_t w;
+    mr_header_info_t info = {.flags = MR_FLAG_NATIVE, .pid = 1, .main_tid = 1};
+    CHECK_EQ(mr_writer_init(&w, sink, &info), 0);
+    char long_path[300];
+    memset(long_path, 'p', sizeof long_path);
+    long_path[0] = '/';
+    const uint8_t id[2] = {0xab, 0xcd};
+    mr_mapping_entry_t e[2] = {
+        {.path = "/l.so", .path_len = 5, .bias = 0x1000, .lo = 0x1000, .hi = 0x2000,
+         .build_id = id, .build_id_len = 2},
+        {.path = long_path, .path_len = sizeof long_path, .bias = 0, .lo = 1, .hi = 2},
+    };
+    CHECK_EQ(mr_writer_mappings(&w, 1, e, 2), 0);
+    uint64_t node;
+    CHECK_EQ(mr_writer_native_node(&w, 0, 0x1234, &node), 0);
+    CHECK_EQ(node, 1);
+    CHECK_EQ(mr_sink_close(sink), 0);
+    uint8_t *b;
+    size_t n = slurp(path, &b);
+    static const uint8_t head[] = {0x0a, 1, 2, 5, '/', 'l', '.', 's', 'o', 0x80, 0x20, 0x80,
+                                   0x20, 0x80, 0x40, 2, 0xab, 0xcd, 0xac, 0x02, '/'};
+    static const uint8_t tail[] = {0, 1, 2, 0, 0x09, 0, 0xb4, 0x24};
+    size_t body = sizeof head + (sizeof long_path - 1) + sizeof tail;
+    CHECK_EQ(n, MR_HEADER_SIZE + body);
+    if (n == MR_HEADER_SIZE + body) {
+        const uint8_t *r = b + MR_HEADER_SIZE;
+        CHECK(memcmp(r, head, sizeof head) == 0);
+        CHECK(memcmp(r + sizeof head, long_path + 1, sizeof long_path - 1) == 0);
+        CHECK(memcmp(r + sizeof head + sizeof long_path - 1, tail, sizeof tail) == 0);
+    }
+    free(b);
+    unlink(path);
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL)
@@ -190,6 +232,7 @@ int main(void)
     RUN(test_exclusive_create);
     RUN(test_growth_across_steps);
     RUN(test_file_size_limit_fails_cleanly);
+    RUN(test_mappings_and_native_node_bytes);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -220,7 +220,7 @@ int mr_writer_mappings(mr_writer_t *w, uint64_t generation, const mr_mapping_ent
             memcpy(p, e->build_id, e->build_id_len);
         p += e->build_id_len;
     }
-    int rc = emit(w, buf, (size_t)(p - buf), sizeof buf);
+    int rc = emit(w, buf, (size_t)(p - buf), cap);
     free(buf);
     return rc;
 }
