@@ -162,6 +162,46 @@ static void test_many_allocations_grow_tables(void)
     mr_agg_destroy(a);
 }
 
+/* Every combination of 10 threads, 11 allocators, 10 python stacks and 10
+ * native stacks is a location of its own (many differ in one field only),
+ * also after the location table grew many times; each keeps exactly its own
+ * allocations. */
+static void test_locations_differ_in_every_field(void)
+{
+    static const unsigned allocators[11] = {
+        MR_PYMALLOC_MALLOC, MR_PYMALLOC_CALLOC, MR_PYMALLOC_REALLOC, MR_MALLOC,
+        MR_REALLOC,         MR_CALLOC,          MR_POSIX_MEMALIGN,   MR_ALIGNED_ALLOC,
+        MR_MEMALIGN,        MR_VALLOC,          MR_PVALLOC};
+    enum { N = 10 * 11 * 10 * 10 };
+    mr_agg_t *a;
+    CHECK_EQ(mr_agg_new(&a), 0);
+    uint64_t addr = 0x100000;
+    for (int round = 0; round < 2; round++) {
+        for (uint32_t i = 0; i < N; i++) {
+            mr_loc_key_t k = {.tid = i % 10,
+                              .allocator = allocators[i / 10 % 11],
+                              .stack = i / 110 % 10,
+                              .native = i / 1100};
+            CHECK_EQ(mr_agg_alloc(a, &k, addr, 1 + i), 0);
+            addr += 1 << 16;
+        }
+    }
+    mr_agg_row_t *rows;
+    size_t n;
+    CHECK_EQ(mr_agg_rows(a, &rows, &n), 0);
+    CHECK_EQ(n, N);
+    int exact = n == N;
+    for (uint32_t i = 0; exact && i < N; i++) { /* first-seen order */
+        const mr_loc_key_t *k = &rows[i].key;
+        exact &= k->tid == i % 10 && k->allocator == allocators[i / 10 % 11] &&
+                 k->stack == i / 110 % 10 && k->native == i / 1100;
+        exact &= rows[i].leak_n == 2 && rows[i].leak_bytes == 2 * (1 + (uint64_t)i);
+    }
+    CHECK(exact);
+    free(rows);
+    mr_agg_destroy(a);
+}
+
 /* ---- temporary allocations ---- */
 
 static uint64_t tmp_bytes(mr_tmp_t *t, uint64_t stack, uint64_t *count)
@@ -802,6 +842,31 @@ static void test_stats(void)
     mr_stats_destroy(s);
 }
 
+/* Sizes are counted for any value a capture may hold, the largest too. */
+static void test_stats_sizes_any_value(void)
+{
+    mr_stats_t *s;
+    CHECK_EQ(mr_stats_new(&s), 0);
+    static const uint64_t sizes_in[] = {UINT64_MAX, 1, 0,         UINT64_MAX - 1,
+                                        UINT64_MAX, 1, UINT64_MAX};
+    for (size_t i = 0; i < sizeof sizes_in / sizeof sizes_in[0]; i++) {
+        CHECK_EQ(mr_stats_alloc(s, MR_MALLOC, 0x1000 + 16 * i, sizes_in[i], 0), 0);
+        mr_stats_free(s, 0x1000 + 16 * i, 0, 0);
+    }
+    mr_size_count_t *sizes;
+    size_t n;
+    CHECK_EQ(mr_stats_sizes(s, &sizes, &n), 0);
+    CHECK_EQ(n, 4);
+    if (n == 4) {
+        CHECK(sizes[0].size == 0 && sizes[0].count == 1);
+        CHECK(sizes[1].size == 1 && sizes[1].count == 2);
+        CHECK(sizes[2].size == UINT64_MAX - 1 && sizes[2].count == 1);
+        CHECK(sizes[3].size == UINT64_MAX && sizes[3].count == 3);
+    }
+    free(sizes);
+    mr_stats_destroy(s);
+}
+
 /* ---- whole passes over captures ---- */
 
 static mr_reader_t *open_capture(const capbuf_t *b)
@@ -1037,6 +1102,7 @@ int main(void)
     RUN(test_lost_free_and_munmap);
     RUN(test_munmap_ranges);
     RUN(test_many_allocations_grow_tables);
+    RUN(test_locations_differ_in_every_field);
     RUN(test_temporary_thresholds);
     RUN(test_temporary_threads_and_munmap);
     RUN(test_lifetimes_exact);
@@ -1044,6 +1110,7 @@ int main(void)
     RUN(test_random_against_model);
     RUN(test_random_temporary_against_model);
     RUN(test_stats);
+    RUN(test_stats_sizes_any_value);
     RUN(test_scan_pass);
     RUN(test_aggregated_scan);
     RUN(test_other_passes);

@@ -547,6 +547,168 @@ static void test_corrupt_records(void)
     expect_corrupt(add_thread_with_arg, "unknown record tag 0x13");
 }
 
+/* Which tags name a record, written out from format.h's table. */
+static int tag_is_known(unsigned type, unsigned arg)
+{
+    switch (type) {
+    case MR_REC_ALLOC:
+        return arg != 0 && arg != MR_PYMALLOC_FREE && arg != MR_FREE && arg != MR_MUNMAP;
+    case MR_REC_FREE:
+        return arg == MR_PYMALLOC_FREE || arg == MR_FREE || arg == MR_MUNMAP;
+    case MR_REC_NODE:
+        return arg == 0 || arg == MR_NODE_ENTRY;
+    case MR_REC_MEMORY:
+        return arg == 0 || arg == MR_MEMORY_HAS_HEAP;
+    case MR_REC_ZERO:
+    case MR_REC_THREAD:
+    case MR_REC_CODE:
+    case MR_REC_FRAME:
+    case MR_REC_THREAD_NAME:
+    case MR_REC_NATIVE_NODE:
+    case MR_REC_MAPPINGS:
+    case MR_REC_AGG:
+    case MR_REC_PAD:
+    case MR_REC_TRAILER:
+        return arg == 0;
+    default:
+        return 0;
+    }
+}
+
+/* Each of the 256 tag bytes, followed by zero bytes: an unknown one fails at
+ * its offset as "unknown record tag", whatever kind its low nibble names; a
+ * known one never does. */
+static void test_every_tag_byte(void)
+{
+    int refused = 0;
+    for (unsigned tag = 0; tag < 256; tag++) {
+        capbuf_t b = {0};
+        cb_header(&b, MR_FLAG_NATIVE);
+        cb_code(&b, "f", "f.py", 1);
+        cb_frame(&b, 1, 2);
+        cb_node(&b, 0, 1, 0);
+        size_t at = b.len;
+        cb_u8(&b, (uint8_t)tag);
+        for (int i = 0; i < 16; i++)
+            cb_u8(&b, 0);
+        mr_reader_t *r = open_bytes(&b, b.len, NULL);
+        CHECK(r != NULL);
+        if (r == NULL)
+            continue;
+        int rc = drain(r, NULL);
+        char want[96];
+        snprintf(want, sizeof want, "corrupt capture at byte %zu: unknown record tag 0x%02x", at,
+                 tag);
+        int unknown = rc == MR_ERR_CORRUPT && strcmp(mr_reader_error(r), want) == 0;
+        if (unknown == tag_is_known(MR_TAG_TYPE(tag), MR_TAG_ARG(tag))) {
+            fprintf(stderr, "tag 0x%02x: rc %d, \"%s\"\n", tag, rc, mr_reader_error(r));
+            CHECK(0);
+        }
+        refused += unknown;
+        mr_reader_close(r);
+        free(b.d);
+    }
+    /* 16 allocators: ALLOC takes 12, FREE 3; NODE and MEMORY 2; ten kinds
+     * take 0 only; two type nibbles are unused. */
+    CHECK_EQ(refused, 256 - (12 + 3 + 2 + 2 + 10));
+}
+
+/* Many threads named, some renamed, with tids across the whole 32 bits:
+ * each name found exactly, unnamed tids not at all. */
+static void test_many_thread_names(void)
+{
+    enum { N = 3000 };
+    capbuf_t b = {0};
+    cb_header(&b, 0);
+    char name[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "t%u", i);
+        cb_thread_name(&b, i * 2654435761u, name); /* distinct: an odd multiplier */
+    }
+    for (uint32_t i = 0; i < N; i += 3) {
+        snprintf(name, sizeof name, "renamed %u", i);
+        cb_thread_name(&b, i * 2654435761u, name);
+    }
+    cb_trailer(&b, 1, 0, 0, 0);
+    mr_reader_t *r = open_bytes(&b, b.len, NULL);
+    CHECK(r != NULL);
+    if (r == NULL)
+        return;
+    CHECK_EQ(drain(r, NULL), 0);
+    CHECK_EQ(mr_reader_count(r, MR_REC_THREAD_NAME), N + N / 3);
+    int exact = 1;
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(name, sizeof name, i % 3 == 0 ? "renamed %u" : "t%u", i);
+        size_t len = 0;
+        const char *got = mr_reader_thread_name(r, i * 2654435761u, &len);
+        exact &= got != NULL && strcmp(got, name) == 0 && len == strlen(name);
+        exact &= mr_reader_thread_name(r, i * 2654435761u + 1, &len) == NULL;
+    }
+    CHECK(exact);
+    mr_reader_close(r);
+    free(b.d);
+}
+
+static void cb_mapping(capbuf_t *b, const char *path, uint64_t lo, const char *build_id)
+{
+    cb_str(b, path);
+    cb_uv(b, 0);
+    cb_uv(b, lo);
+    cb_uv(b, lo + 0x1000);
+    cb_str(b, build_id);
+}
+
+/* Paths and build ids repeated across MAPPINGS records are kept once: equal
+ * strings share their copy, different ones (also a prefix of another, or
+ * one with a zero byte) keep their own. */
+static void test_mapping_strings_shared(void)
+{
+    static const char *const paths[] = {"/lib/a.so", "/lib/a.so.1", "/lib/b.so", "", "/lib/a.s"};
+    capbuf_t b = {0};
+    cb_header(&b, MR_FLAG_NATIVE);
+    for (uint64_t gen = 1; gen <= 3; gen++) {
+        cb_u8(&b, MR_TAG(MR_REC_MAPPINGS, 0));
+        cb_uv(&b, gen);
+        cb_uv(&b, 6);
+        for (int i = 0; i < 5; i++)
+            cb_mapping(&b, paths[i], 0x10000 * (uint64_t)(i + 1), i == 2 ? "id" : "");
+        /* A build id with a zero byte in it, then its prefix. */
+        cb_uv(&b, 0);
+        cb_uv(&b, 0);
+        cb_uv(&b, 0x90000);
+        cb_uv(&b, 0x91000);
+        cb_uv(&b, gen == 2 ? 2 : 3);
+        cb_bytes(&b, "i\0d", gen == 2 ? 2 : 3);
+    }
+    cb_trailer(&b, 1, 0, 0, 0);
+    mr_reader_t *r = open_bytes(&b, b.len, NULL);
+    CHECK(r != NULL);
+    if (r == NULL)
+        return;
+    CHECK_EQ(drain(r, NULL), 0);
+    size_t n1, n2, n3;
+    const mr_mapping_t *m1 = mr_reader_mappings(r, 1, &n1);
+    const mr_mapping_t *m2 = mr_reader_mappings(r, 2, &n2);
+    const mr_mapping_t *m3 = mr_reader_mappings(r, 3, &n3);
+    CHECK(n1 == 6 && n2 == 6 && n3 == 6);
+    if (n1 == 6 && n2 == 6 && n3 == 6) {
+        for (int i = 0; i < 5; i++) { /* sorted by lo: the order written */
+            CHECK(strcmp(m1[i].path, paths[i]) == 0 && m1[i].path_len == strlen(paths[i]));
+            CHECK(m1[i].path == m2[i].path && m2[i].path == m3[i].path);
+            CHECK(m1[i].build_id_len == (i == 2 ? 2u : 0u));
+        }
+        CHECK(memcmp(m1[2].build_id, "id", 2) == 0 && m1[2].build_id == m3[2].build_id);
+        for (int i = 0; i < 5; i++)
+            for (int j = 0; j < i; j++)
+                CHECK(m1[i].path != m1[j].path);
+        CHECK(m1[5].build_id_len == 3 && memcmp(m1[5].build_id, "i\0d", 3) == 0);
+        CHECK(m2[5].build_id_len == 2 && memcmp(m2[5].build_id, "i\0", 2) == 0);
+        CHECK(m1[5].build_id == m3[5].build_id);
+    }
+    mr_reader_close(r);
+    free(b.d);
+}
+
 static void test_native_id_checked_only_with_flag(void)
 {
     /* Without MR_FLAG_NATIVE an ALLOC has no native field at all. */
@@ -943,6 +1105,9 @@ int main(void)
     RUN(test_quiet_mode_returns_only_events);
     RUN(test_bad_headers);
     RUN(test_corrupt_records);
+    RUN(test_every_tag_byte);
+    RUN(test_many_thread_names);
+    RUN(test_mapping_strings_shared);
     RUN(test_native_id_checked_only_with_flag);
     RUN(test_every_truncation_ends_cleanly);
     RUN(test_zero_fill_is_end_of_data);

@@ -14,19 +14,60 @@
 #include <string.h>
 
 #include "format.h"
+#include "hashmap.h"
 #include "util.h"
 
 #define NONE32 UINT32_MAX
 
 /* ---- location table ----------------------------------------------------
  * Dense array of per-location items (each starting with its mr_loc_key_t),
- * indexed through an open-addressing table of item index + 1. */
+ * indexed through a hash table of item index + 1. Each slot keeps 32 bits of
+ * its key's hash: a probe compares them before touching the item, and
+ * growing never reads the items. */
+
+typedef struct loc_slot {
+    uint32_t item; /* item index + 1, 0 = empty */
+    uint32_t hash; /* low bits of key_hash(item's key) */
+} loc_slot_t;
+
+struct loctab;
+
+/* A key being looked up: what MATCH needs to reach the items. */
+typedef struct loc_probe {
+    const struct loctab *t;
+    const mr_loc_key_t *key;
+    uint32_t hash;
+} loc_probe_t;
+
+static inline uint64_t loc_probe_hash(const loc_probe_t *p)
+{
+    return p->hash;
+}
+
+static inline uint64_t loc_slot_hash(const loc_slot_t *s)
+{
+    return s->hash;
+}
+
+static inline int loc_slot_empty(const loc_slot_t *s)
+{
+    return s->item == 0;
+}
+
+static inline void loc_slot_clear(loc_slot_t *s)
+{
+    s->item = 0;
+}
+
+static inline int loc_slot_match(const loc_slot_t *s, const loc_probe_t *p);
+
+MR_HASHMAP_DEFINE(locmap, loc_slot_t, const loc_probe_t *, loc_probe_hash, loc_slot_hash,
+                  loc_slot_match, loc_slot_empty, loc_slot_clear, 50)
 
 typedef struct loctab {
     char *items;
     size_t elem, n, cap;
-    uint32_t *slots;
-    size_t mask;
+    locmap_t map;
     uint32_t last; /* index found last: consecutive events often share a stack */
 } loctab_t;
 
@@ -38,10 +79,17 @@ static inline int key_eq(const mr_loc_key_t *a, const mr_loc_key_t *b)
            a->allocator == b->allocator;
 }
 
-static inline uint64_t key_hash(const mr_loc_key_t *k)
+static inline int loc_slot_match(const loc_slot_t *s, const loc_probe_t *p)
 {
-    return mr_hash64(k->stack * 0x9E3779B97F4A7C15ull ^ k->native * 0xC2B2AE3D27D4EB4Full ^
-                     ((uint64_t)k->tid << 8 | k->allocator));
+    return s->hash == p->hash && key_eq(LOC(p->t, s->item - 1, mr_loc_key_t), p->key);
+}
+
+/* Every field through the one mixer: the often constant ones (native
+ * stack, thread, allocator) first, then the python stack. */
+static inline uint32_t key_hash(const mr_loc_key_t *k)
+{
+    uint64_t rest = mr_hash64(k->native ^ ((uint64_t)k->tid << 32 | k->allocator));
+    return (uint32_t)mr_hash64(k->stack ^ rest);
 }
 
 static void loctab_init(loctab_t *t, size_t elem)
@@ -54,25 +102,8 @@ static void loctab_init(loctab_t *t, size_t elem)
 static void loctab_free(loctab_t *t)
 {
     free(t->items);
-    free(t->slots);
+    locmap_destroy(&t->map);
     memset(t, 0, sizeof *t);
-}
-
-static int loctab_rehash(loctab_t *t, size_t cap)
-{
-    uint32_t *slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t j = key_hash(LOC(t, i, mr_loc_key_t)) & (cap - 1);
-        while (slots[j] != 0)
-            j = (j + 1) & (cap - 1);
-        slots[j] = (uint32_t)i + 1;
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->mask = cap - 1;
-    return 0;
 }
 
 /* The index of key's item, created zeroed (but for the key) when new.
@@ -84,31 +115,18 @@ static int loctab_get(loctab_t *t, const mr_loc_key_t *key, uint32_t *idx, int *
         *idx = t->last;
         return 0;
     }
-    size_t j = 0;
-    if (t->slots != NULL) {
-        for (j = key_hash(key) & t->mask;; j = (j + 1) & t->mask) {
-            uint32_t s = t->slots[j];
-            if (s == 0)
-                break;
-            if (key_eq(LOC(t, s - 1, mr_loc_key_t), key)) {
-                *idx = t->last = s - 1;
-                return 0;
-            }
-        }
+    loc_probe_t p = {.t = t, .key = key, .hash = key_hash(key)};
+    const loc_slot_t *s = locmap_find(&t->map, &p);
+    if (s != NULL) {
+        *idx = t->last = s->item - 1;
+        return 0;
     }
-    if (t->n >= NONE32 - 1)
+    if (t->n >= NONE32 - 1 || mr_grow_array((void **)&t->items, &t->cap, t->n + 1, t->elem) < 0 ||
+        locmap_reserve(&t->map, 1) < 0)
         return -ENOMEM;
-    if (mr_grow_array((void **)&t->items, &t->cap, t->n + 1, t->elem) < 0)
-        return -ENOMEM;
-    if (t->slots == NULL || (t->n + 1) * 2 > t->mask + 1) {
-        if (loctab_rehash(t, t->slots ? (t->mask + 1) * 2 : 256) < 0)
-            return -ENOMEM;
-        for (j = key_hash(key) & t->mask; t->slots[j] != 0; j = (j + 1) & t->mask)
-            ;
-    }
+    *locmap_claim(&t->map, &p) = (loc_slot_t){.item = (uint32_t)t->n + 1, .hash = p.hash};
     memset(LOC(t, t->n, char), 0, t->elem);
     *LOC(t, t->n, mr_loc_key_t) = *key;
-    t->slots[j] = (uint32_t)t->n + 1;
     *idx = t->last = (uint32_t)t->n++;
     *created = 1;
     return 0;
@@ -137,6 +155,32 @@ typedef struct live_entry {
     uint32_t tag;  /* aggregator-specific: the snapshot index for lifetimes */
 } live_entry_t;
 
+static inline uint64_t live_hash(const live_entry_t *e)
+{
+    return mr_hash64(e->addr);
+}
+
+static inline int live_match(const live_entry_t *e, uint64_t addr)
+{
+    return e->addr == addr;
+}
+
+static inline int live_empty(const live_entry_t *e)
+{
+    return e->loc == NONE32;
+}
+
+static inline void live_clear(live_entry_t *e)
+{
+    e->loc = NONE32;
+}
+
+/* Grown at 70% load, where linear probing with a good hash still averages
+ * under two probes per hit; live allocations are the bulk of a reporter's
+ * memory. */
+MR_HASHMAP_DEFINE(livemap, live_entry_t, uint64_t, mr_hash64, live_hash, live_match, live_empty,
+                  live_clear, 70)
+
 /* The pieces a munmap of its middle made of one mapping: counted as one
  * allocation by lifetimes until the last piece goes. */
 typedef struct map_group {
@@ -150,8 +194,7 @@ typedef struct map_range {
 } map_range_t;
 
 typedef struct livetab {
-    live_entry_t *slots;
-    size_t mask, count;
+    livemap_t map;
     void *ranges; /* tsearch root of map_range_t */
     uint32_t pass;
 } livetab_t;
@@ -174,63 +217,26 @@ static void range_free(void *node)
 
 static void livetab_free(livetab_t *t)
 {
-    free(t->slots);
+    livemap_destroy(&t->map);
     if (t->ranges != NULL)
         tdestroy(t->ranges, range_free);
     memset(t, 0, sizeof *t);
 }
 
-static int livetab_resize(livetab_t *t, size_t cap)
+/* Room for one more entry; may move every entry. */
+static inline int livetab_reserve(livetab_t *t)
 {
-    live_entry_t *slots = malloc(cap * sizeof *slots);
-    if (slots == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < cap; i++)
-        slots[i].loc = NONE32;
-    if (t->slots != NULL) {
-        for (size_t i = 0; i <= t->mask; i++) {
-            if (t->slots[i].loc == NONE32)
-                continue;
-            size_t j = mr_hash64(t->slots[i].addr) & (cap - 1);
-            while (slots[j].loc != NONE32)
-                j = (j + 1) & (cap - 1);
-            slots[j] = t->slots[i];
-        }
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->mask = cap - 1;
-    return 0;
-}
-
-/* Room for one more entry; grown at 70% load, where linear probing with a
- * good hash still averages under two probes per hit. */
-static int livetab_reserve(livetab_t *t)
-{
-    if (t->slots == NULL)
-        return livetab_resize(t, 1024);
-    if ((t->count + 1) * 10 > (t->mask + 1) * 7)
-        return livetab_resize(t, (t->mask + 1) * 2);
-    return 0;
+    return livemap_reserve(&t->map, 1);
 }
 
 static inline live_entry_t *livetab_find(const livetab_t *t, uint64_t addr)
 {
-    if (t->slots == NULL)
-        return NULL;
-    for (size_t j = mr_hash64(addr) & t->mask;; j = (j + 1) & t->mask) {
-        live_entry_t *e = &t->slots[j];
-        if (e->loc == NONE32)
-            return NULL;
-        if (e->addr == addr)
-            return e;
-    }
+    return livemap_find(&t->map, addr);
 }
 
 static inline void livetab_prefetch(const livetab_t *t, uint64_t addr)
 {
-    if (t->slots != NULL)
-        __builtin_prefetch(&t->slots[mr_hash64(addr) & t->mask]);
+    livemap_prefetch(&t->map, addr);
 }
 
 /* addr must be absent and room reserved. Sizes are kept below 2^63 (the top
@@ -238,30 +244,13 @@ static inline void livetab_prefetch(const livetab_t *t, uint64_t addr)
 static inline void livetab_insert(livetab_t *t, uint64_t addr, uint64_t size, uint32_t loc,
                                   uint32_t tag)
 {
-    size_t j = mr_hash64(addr) & t->mask;
-    while (t->slots[j].loc != NONE32)
-        j = (j + 1) & t->mask;
-    t->slots[j] = (live_entry_t){.addr = addr, .size = size, .loc = loc, .tag = tag};
-    t->count++;
+    *livemap_claim(&t->map, addr) =
+        (live_entry_t){.addr = addr, .size = size, .loc = loc, .tag = tag};
 }
 
-static void livetab_remove(livetab_t *t, live_entry_t *e)
+static inline void livetab_remove(livetab_t *t, live_entry_t *e)
 {
-    size_t i = (size_t)(e - t->slots);
-    /* Shift back every later entry of the probe chain whose home slot lies
-     * at or before the hole, so lookups never stop early. */
-    for (size_t j = (i + 1) & t->mask;; j = (j + 1) & t->mask) {
-        live_entry_t *n = &t->slots[j];
-        if (n->loc == NONE32)
-            break;
-        size_t home = mr_hash64(n->addr) & t->mask;
-        if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
-            t->slots[i] = *n;
-            i = j;
-        }
-    }
-    t->slots[i].loc = NONE32;
-    t->count--;
+    livemap_remove(&t->map, e);
 }
 
 /* What a deallocation took away from one live block. */
@@ -456,81 +445,6 @@ static uint64_t livetab_count(const livetab_t *t, const live_entry_t *e)
         return 0;
     r->group->mark = t->pass;
     return 1;
-}
-
-/* ---- small u64 -> u64 map (stats, thread rings, lifetime history) ------ */
-
-typedef struct u64map {
-    uint64_t *keys, *vals;
-    uint8_t *used;
-    size_t mask, count;
-} u64map_t;
-
-static void u64map_free(u64map_t *m)
-{
-    free(m->keys);
-    free(m->vals);
-    free(m->used);
-    memset(m, 0, sizeof *m);
-}
-
-static int u64map_resize(u64map_t *m, size_t cap)
-{
-    u64map_t n = {0};
-    n.keys = malloc(cap * sizeof *n.keys);
-    n.vals = malloc(cap * sizeof *n.vals);
-    n.used = calloc(cap, 1);
-    if (n.keys == NULL || n.vals == NULL || n.used == NULL) {
-        u64map_free(&n);
-        return -ENOMEM;
-    }
-    n.mask = cap - 1;
-    for (size_t i = 0; m->used != NULL && i <= m->mask; i++) {
-        if (!m->used[i])
-            continue;
-        size_t j = mr_hash64(m->keys[i]) & n.mask;
-        while (n.used[j])
-            j = (j + 1) & n.mask;
-        n.used[j] = 1;
-        n.keys[j] = m->keys[i];
-        n.vals[j] = m->vals[i];
-    }
-    n.count = m->count;
-    u64map_free(m);
-    *m = n;
-    return 0;
-}
-
-/* The value slot of key, created (value 0) when absent. NULL on -ENOMEM. */
-static uint64_t *u64map_slot(u64map_t *m, uint64_t key, int *created)
-{
-    *created = 0;
-    if (m->used == NULL || (m->count + 1) * 2 > m->mask + 1) {
-        if (u64map_resize(m, m->used ? (m->mask + 1) * 2 : 64) < 0)
-            return NULL;
-    }
-    size_t j = mr_hash64(key) & m->mask;
-    while (m->used[j]) {
-        if (m->keys[j] == key)
-            return &m->vals[j];
-        j = (j + 1) & m->mask;
-    }
-    m->used[j] = 1;
-    m->keys[j] = key;
-    m->vals[j] = 0;
-    m->count++;
-    *created = 1;
-    return &m->vals[j];
-}
-
-static const uint64_t *u64map_get(const u64map_t *m, uint64_t key)
-{
-    if (m->used == NULL)
-        return NULL;
-    for (size_t j = mr_hash64(key) & m->mask; m->used[j]; j = (j + 1) & m->mask)
-        if (m->keys[j] == key)
-            return &m->vals[j];
-    return NULL;
 }
 
 /* ---- high water mark and leaks ----------------------------------------- */
@@ -733,7 +647,7 @@ typedef struct tmp_ring {
 struct mr_tmp {
     loctab_t locs;
     uint64_t depth;
-    u64map_t ring_of_tid; /* tid -> index in rings */
+    mr_hm_t ring_of_tid; /* tid -> index in rings */
     tmp_ring_t *rings;
     size_t n_rings, cap_rings;
 };
@@ -757,7 +671,7 @@ void mr_tmp_destroy(mr_tmp_t *t)
     for (size_t i = 0; i < t->n_rings; i++)
         free(t->rings[i].slots);
     free(t->rings);
-    u64map_free(&t->ring_of_tid);
+    mr_hm_destroy(&t->ring_of_tid);
     loctab_free(&t->locs);
     free(t);
 }
@@ -765,13 +679,13 @@ void mr_tmp_destroy(mr_tmp_t *t)
 static tmp_ring_t *tmp_ring(mr_tmp_t *t, uint32_t tid, int create)
 {
     if (!create) {
-        const uint64_t *v = u64map_get(&t->ring_of_tid, tid);
-        return v ? &t->rings[*v] : NULL;
+        uint64_t v;
+        return mr_hm_get(&t->ring_of_tid, tid, &v) ? &t->rings[v] : NULL;
     }
     if (mr_grow_array((void **)&t->rings, &t->cap_rings, t->n_rings + 1, sizeof *t->rings) < 0)
         return NULL;
     int created;
-    uint64_t *v = u64map_slot(&t->ring_of_tid, tid, &created);
+    uint64_t *v = mr_hm_slot(&t->ring_of_tid, tid, &created);
     if (v == NULL)
         return NULL;
     if (created) {
@@ -847,29 +761,73 @@ typedef struct life_loc {
     uint64_t generation;
 } life_loc_t;
 
-/* (location, allocated_before, deallocated_before) -> index in hist. */
+/* (location, allocated_before, deallocated_before). Intervals are kept in 32
+ * bits (a capture with more snapshots than that is strided by the caller long
+ * before). */
+typedef struct hist_key {
+    uint32_t loc, a, d;
+} hist_key_t;
+
 typedef struct life_hist {
     uint32_t loc, a, d;
     uint64_t n, bytes;
 } life_hist_t;
 
+typedef struct hist_slot {
+    hist_key_t key; /* key.loc NONE32 = empty */
+    uint32_t index; /* in histtab_t.rows */
+} hist_slot_t;
+
+static inline uint64_t hist_key_hash(const hist_key_t *k)
+{
+    return mr_hash64(((uint64_t)k->loc << 32 | k->a) ^ mr_hash64(k->d));
+}
+
+static inline uint64_t hist_slot_hash(const hist_slot_t *s)
+{
+    return hist_key_hash(&s->key);
+}
+
+static inline int hist_slot_match(const hist_slot_t *s, const hist_key_t *k)
+{
+    return s->key.loc == k->loc && s->key.a == k->a && s->key.d == k->d;
+}
+
+static inline int hist_slot_empty(const hist_slot_t *s)
+{
+    return s->key.loc == NONE32;
+}
+
+static inline void hist_slot_clear(hist_slot_t *s)
+{
+    s->key.loc = NONE32;
+}
+
+MR_HASHMAP_DEFINE(histmap, hist_slot_t, const hist_key_t *, hist_key_hash, hist_slot_hash,
+                  hist_slot_match, hist_slot_empty, hist_slot_clear, 50)
+
+/* Rows of (n, bytes) per (location, interval made, interval freed), in the
+ * order first seen. */
+typedef struct histtab {
+    histmap_t map;
+    life_hist_t *rows;
+    size_t n, cap;
+} histtab_t;
+
+static void histtab_free(histtab_t *h)
+{
+    histmap_destroy(&h->map);
+    free(h->rows);
+    memset(h, 0, sizeof *h);
+}
+
 struct mr_life {
     loctab_t locs;
     livetab_t live; /* tag: the interval the allocation was made in */
     uint32_t interval;
-    u64map_t hist_index; /* packed key -> index; see hist_key */
-    life_hist_t *hist;
-    size_t n_hist, cap_hist;
-    int err; /* -ENOMEM from a release callback */
+    histtab_t hist; /* allocations freed so far */
+    int err;        /* -ENOMEM from a release callback */
 };
-
-/* Intervals are kept in 32 bits (a capture with more snapshots than that is
- * strided by the caller long before); the packed key is hashed, and equal
- * hashes are told apart by comparing the stored triple. */
-static uint64_t hist_key(uint32_t loc, uint32_t a, uint32_t d)
-{
-    return mr_hash64(((uint64_t)loc << 32 | a) ^ mr_hash64(d + 0x632BE59BD9B4E019ull));
-}
 
 int mr_life_new(mr_life_t **out)
 {
@@ -887,36 +845,28 @@ void mr_life_destroy(mr_life_t *l)
         return;
     loctab_free(&l->locs);
     livetab_free(&l->live);
-    u64map_free(&l->hist_index);
-    free(l->hist);
+    histtab_free(&l->hist);
     free(l);
 }
 
-/* Adds (n, bytes) to the history entry of (loc, a, d), probing past entries
- * whose hashed key collides. 0 or -ENOMEM. */
-static int hist_add(u64map_t *index, life_hist_t **hist, size_t *n_hist, size_t *cap_hist,
-                    uint32_t loc, uint32_t a, uint32_t d, uint64_t n, uint64_t bytes)
+/* Adds (n, bytes) to the row of (loc, a, d). 0 or -ENOMEM. */
+static int hist_add(histtab_t *h, uint32_t loc, uint32_t a, uint32_t d, uint64_t n, uint64_t bytes)
 {
-    uint64_t key = hist_key(loc, a, d);
-    for (;;) {
-        int created;
-        if (mr_grow_array((void **)hist, cap_hist, *n_hist + 1, sizeof **hist) < 0)
+    hist_key_t key = {.loc = loc, .a = a, .d = d};
+    hist_slot_t *s = histmap_find(&h->map, &key);
+    if (s == NULL) {
+        if (h->n >= NONE32 ||
+            mr_grow_array((void **)&h->rows, &h->cap, h->n + 1, sizeof *h->rows) < 0 ||
+            histmap_reserve(&h->map, 1) < 0)
             return -ENOMEM;
-        uint64_t *slot = u64map_slot(index, key, &created);
-        if (slot == NULL)
-            return -ENOMEM;
-        if (created) {
-            *slot = *n_hist;
-            (*hist)[(*n_hist)++] = (life_hist_t){.loc = loc, .a = a, .d = d};
-        }
-        life_hist_t *h = &(*hist)[*slot];
-        if (h->loc == loc && h->a == a && h->d == d) {
-            h->n += n;
-            h->bytes += bytes;
-            return 0;
-        }
-        key = mr_hash64(key + 1); /* collision of two triples: try the next key */
+        s = histmap_claim(&h->map, &key);
+        *s = (hist_slot_t){.key = key, .index = (uint32_t)h->n};
+        h->rows[h->n++] = (life_hist_t){.loc = loc, .a = a, .d = d};
     }
+    life_hist_t *row = &h->rows[s->index];
+    row->n += n;
+    row->bytes += bytes;
+    return 0;
 }
 
 /* Bytes (and, with the last piece of a block, the allocation) that lived
@@ -926,8 +876,8 @@ static void life_release(void *ctx, const released_t *rel)
     mr_life_t *l = ctx;
     if (rel->tag == l->interval)
         return; /* made and freed between two snapshots */
-    if (hist_add(&l->hist_index, &l->hist, &l->n_hist, &l->cap_hist, rel->loc, rel->tag,
-                 l->interval, (uint64_t)(rel->whole && rel->last), rel->bytes) < 0)
+    if (hist_add(&l->hist, rel->loc, rel->tag, l->interval, (uint64_t)(rel->whole && rel->last),
+                 rel->bytes) < 0)
         l->err = -ENOMEM;
 }
 
@@ -981,24 +931,23 @@ int mr_life_rows(mr_life_t *l, mr_interval_row_t **rows, size_t *n)
 {
     /* Allocations still alive: grouped by (location, interval made) with
      * d = NONE32, which sorts after every real interval. */
-    u64map_t index = {0};
-    life_hist_t *all = NULL;
-    size_t n_all = 0, cap_all = 0;
+    histtab_t alive = {0};
     int rc = 0;
     livetab_new_pass(&l->live);
-    for (size_t i = 0; rc == 0 && l->live.slots != NULL && i <= l->live.mask; i++) {
-        const live_entry_t *e = &l->live.slots[i];
-        if (e->loc != NONE32)
-            rc = hist_add(&index, &all, &n_all, &cap_all, e->loc, e->tag, NONE32,
-                          livetab_count(&l->live, e), LIVE_SIZE(e));
-    }
-    if (rc == 0 && mr_grow_array((void **)&all, &cap_all, n_all + l->n_hist + 1, sizeof *all) < 0)
+    const live_entry_t *e;
+    for (size_t pos = 0; rc == 0 && (e = livemap_next(&l->live.map, &pos)) != NULL;)
+        rc = hist_add(&alive, e->loc, e->tag, NONE32, livetab_count(&l->live, e), LIVE_SIZE(e));
+    /* The rows go on alone, with room for the freed ones after them. */
+    life_hist_t *all = alive.rows;
+    size_t n_all = alive.n, cap_all = alive.cap;
+    histmap_destroy(&alive.map);
+    if (rc == 0 && mr_grow_array((void **)&all, &cap_all, n_all + l->hist.n + 1, sizeof *all) < 0)
         rc = -ENOMEM;
     mr_interval_row_t *out = NULL;
     if (rc == 0) {
-        if (l->n_hist > 0) /* memcpy from NULL is undefined even for 0 bytes */
-            memcpy(all + n_all, l->hist, l->n_hist * sizeof *all);
-        n_all += l->n_hist;
+        if (l->hist.n > 0) /* memcpy from NULL is undefined even for 0 bytes */
+            memcpy(all + n_all, l->hist.rows, l->hist.n * sizeof *all);
+        n_all += l->hist.n;
         qsort(all, n_all, sizeof *all, cmp_interval_rows);
         out = malloc((n_all ? n_all : 1) * sizeof *out);
         if (out == NULL)
@@ -1019,7 +968,6 @@ int mr_life_rows(mr_life_t *l, mr_interval_row_t **rows, size_t *n)
         *rows = out;
         *n = n_all;
     }
-    u64map_free(&index);
     free(all);
     return rc;
 }
@@ -1292,8 +1240,8 @@ struct mr_stats {
     livetab_t live;
     uint64_t heap, peak, total, total_bytes;
     uint64_t by_allocator[16];
-    u64map_t by_size;     /* size -> count */
-    u64map_t frame_index; /* frame -> index in frames */
+    mr_hm_t by_size;     /* size -> count */
+    mr_hm_t frame_index; /* frame -> index in frames */
     mr_frame_total_t *frames;
     size_t n_frames, cap_frames;
     loctab_t locs; /* (python stack, native stack) -> stats_loc_t, see mr_stats_loc */
@@ -1320,8 +1268,8 @@ void mr_stats_destroy(mr_stats_t *s)
     if (s == NULL)
         return;
     livetab_free(&s->live);
-    u64map_free(&s->by_size);
-    u64map_free(&s->frame_index);
+    mr_hm_destroy(&s->by_size);
+    mr_hm_destroy(&s->frame_index);
     free(s->frames);
     loctab_free(&s->locs);
     free(s);
@@ -1371,8 +1319,8 @@ int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t si
     s->heap += size;
     if (s->heap > s->peak)
         s->peak = s->heap;
-    uint64_t *count = u64map_slot(&s->by_size, size, &created);
-    uint64_t *fi = count ? u64map_slot(&s->frame_index, frame, &created) : NULL;
+    uint64_t *count = mr_hm_slot(&s->by_size, size, &created);
+    uint64_t *fi = count ? mr_hm_slot(&s->frame_index, frame, &created) : NULL;
     if (fi == NULL)
         return -ENOMEM;
     if (created) {
@@ -1414,13 +1362,13 @@ static int cmp_size(const void *pa, const void *pb)
 
 int mr_stats_sizes(const mr_stats_t *s, mr_size_count_t **out, size_t *n)
 {
-    mr_size_count_t *v = malloc((s->by_size.count ? s->by_size.count : 1) * sizeof *v);
+    size_t count = mr_hm_count(&s->by_size);
+    mr_size_count_t *v = malloc((count ? count : 1) * sizeof *v);
     if (v == NULL)
         return -ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; s->by_size.used != NULL && i <= s->by_size.mask; i++)
-        if (s->by_size.used[i])
-            v[k++] = (mr_size_count_t){s->by_size.keys[i], s->by_size.vals[i]};
+    size_t k = 0, pos = 0;
+    while (k < count && mr_hm_next(&s->by_size, &pos, &v[k].size, &v[k].count))
+        k++;
     qsort(v, k, sizeof *v, cmp_size);
     *out = v;
     *n = k;

@@ -22,13 +22,46 @@
  * the profiler's, not the program's. Set once by mr_native_init. */
 static uintptr_t self_start, self_end;
 
-/* (parent id, ip) -> id. Writer lock. The key packs the parent id with a
- * hash of the ip; the table maps it to an index into node_ip/node_parent,
- * which confirm the match. */
-static mr_hm_t node_ids;
-static uintptr_t *node_ip;    /* node_ip[id] */
-static uint64_t *node_parent; /* node_parent[id] */
-static uint64_t node_cap;
+/* The native trie: (parent id, ip) -> NATIVE_NODE id, keys compared whole. */
+typedef struct node_key {
+    uint64_t parent;
+    uint64_t ip;
+} node_key_t;
+
+typedef struct node_slot {
+    node_key_t key;
+    uint64_t id; /* 0 = empty (ids start at 1) */
+} node_slot_t;
+
+static inline uint64_t node_key_hash(const node_key_t *k)
+{
+    return mr_hash64(k->ip ^ mr_hash64(k->parent));
+}
+
+static inline uint64_t node_slot_hash(const node_slot_t *s)
+{
+    return node_key_hash(&s->key);
+}
+
+static inline int node_slot_match(const node_slot_t *s, const node_key_t *k)
+{
+    return s->key.ip == k->ip && s->key.parent == k->parent;
+}
+
+static inline int node_slot_empty(const node_slot_t *s)
+{
+    return s->id == 0;
+}
+
+static inline void node_slot_clear(node_slot_t *s)
+{
+    s->id = 0;
+}
+
+MR_HASHMAP_DEFINE(nodemap, node_slot_t, const node_key_t *, node_key_hash, node_slot_hash,
+                  node_slot_match, node_slot_empty, node_slot_clear, 50)
+
+static nodemap_t node_ids;          /* writer lock */
 static uint64_t generation_written; /* MAPPINGS generation, writer lock */
 /* The main program's path: dl_iterate_phdr names it "". Set by init. */
 static char exe_path[4096];
@@ -112,39 +145,17 @@ void mr_native_walk(mr_native_cache_t *c, uint64_t generation)
 
 static int intern(mr_writer_t *w, uint64_t parent, uintptr_t ip, uint64_t *id)
 {
-    uint64_t key = parent << 20 ^ (uint64_t)ip;
-    uint64_t probe = key;
-    uint64_t found;
-    /* Distinct (parent, ip) pairs can share a packed key: probe successors
-     * (key + 1, ...) until the confirmed node or a free key. */
-    while (mr_hm_get(&node_ids, probe, &found)) {
-        if (node_ip[found] == ip && node_parent[found] == parent) {
-            *id = found;
-            return 0;
-        }
-        probe++;
+    node_key_t key = {.parent = parent, .ip = (uint64_t)ip};
+    const node_slot_t *s = nodemap_find(&node_ids, &key);
+    if (s != NULL) {
+        *id = s->id;
+        return 0;
     }
-    uint64_t new_id;
-    int rc = mr_writer_native_node(w, parent, ip, &new_id);
-    if (rc < 0)
+    /* Room first: a node written is then always remembered. */
+    int rc = nodemap_reserve(&node_ids, 1);
+    if (rc < 0 || (rc = mr_writer_native_node(w, parent, ip, id)) < 0)
         return rc;
-    if (new_id >= node_cap) {
-        uint64_t cap = node_cap ? node_cap * 2 : 4096;
-        uintptr_t *ips = realloc(node_ip, cap * sizeof *ips);
-        if (ips == NULL)
-            return -ENOMEM;
-        node_ip = ips;
-        uint64_t *parents = realloc(node_parent, cap * sizeof *parents);
-        if (parents == NULL)
-            return -ENOMEM;
-        node_parent = parents;
-        node_cap = cap;
-    }
-    node_ip[new_id] = ip;
-    node_parent[new_id] = parent;
-    if ((rc = mr_hm_put(&node_ids, probe, new_id)) < 0)
-        return rc;
-    *id = new_id;
+    *nodemap_claim(&node_ids, &key) = (node_slot_t){.key = key, .id = *id};
     return 0;
 }
 
@@ -198,12 +209,7 @@ void mr_native_cache_free(mr_native_cache_t *c)
 
 void mr_native_reset_locked(void)
 {
-    mr_hm_destroy(&node_ids);
-    free(node_ip);
-    free(node_parent);
-    node_ip = NULL;
-    node_parent = NULL;
-    node_cap = 0;
+    nodemap_destroy(&node_ids);
     generation_written = 0;
 }
 

@@ -37,7 +37,7 @@ static uint32_t boundary_tid;
 
 static inline size_t memo_slot(uint64_t parent, const void *instr)
 {
-    return (size_t)(mr_hm_hash(parent ^ (uint64_t)(uintptr_t)instr) & (MR_PYSTACK_MEMO - 1));
+    return (size_t)(mr_hash64(parent ^ (uint64_t)(uintptr_t)instr) & (MR_PYSTACK_MEMO - 1));
 }
 
 int mr_pystack_walk(mr_pystack_cache_t *c, uint32_t tid, uint64_t generation)

@@ -46,6 +46,35 @@ typedef struct thread_entry {
     char *name; /* malloc'd, replaced on rename */
 } thread_entry_t;
 
+/* tid -> index into the threads array. */
+typedef struct thread_slot {
+    uint32_t tid;
+    uint32_t item; /* index + 1, 0 = empty */
+} thread_slot_t;
+
+static inline uint64_t thread_slot_hash(const thread_slot_t *s)
+{
+    return mr_hash64(s->tid);
+}
+
+static inline int thread_slot_match(const thread_slot_t *s, uint32_t tid)
+{
+    return s->tid == tid;
+}
+
+static inline int thread_slot_empty(const thread_slot_t *s)
+{
+    return s->item == 0;
+}
+
+static inline void thread_slot_clear(thread_slot_t *s)
+{
+    s->item = 0;
+}
+
+MR_HASHMAP_DEFINE(threadmap, thread_slot_t, uint32_t, mr_hash64, thread_slot_hash,
+                  thread_slot_match, thread_slot_empty, thread_slot_clear, 50)
+
 typedef struct mapping_gen {
     uint64_t gen;
     mr_mapping_t *maps; /* malloc'd; strings live in the arena */
@@ -94,8 +123,7 @@ struct mr_reader {
 
     thread_entry_t *threads;
     size_t n_threads, cap_threads;
-    uint32_t *thread_slots; /* open addressing: index + 1, 0 = empty */
-    size_t thread_mask;
+    threadmap_t thread_index;
 
     mapping_gen_t *gens;
     size_t n_gens, cap_gens;
@@ -141,12 +169,7 @@ static char *arena_strdup(mr_reader_t *r, const uint8_t *s, size_t n)
  * taken by another is copied again, which is only less thrifty. */
 static const char *intern(mr_reader_t *r, const uint8_t *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull ^ n;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ull;
-    uint64_t key = mr_hm_hash(h), found;
-    if (key == MR_HM_EMPTY)
-        key--;
+    uint64_t key = mr_hash_bytes(s, n, 0), found;
     if (mr_hm_get(&r->strings, key, &found)) {
         const char *p = (const char *)(uintptr_t)found;
         if (memcmp(p, s, n) == 0 && p[n] == '\0')
@@ -157,12 +180,6 @@ static const char *intern(mr_reader_t *r, const uint8_t *s, size_t n)
     if (copy != NULL)
         (void)mr_hm_put(&r->strings, key, (uintptr_t)copy); /* no room: not shared */
     return copy;
-}
-
-static uint64_t mix32(uint32_t x)
-{
-    uint64_t h = x * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 29);
 }
 
 static int set_error(mr_reader_t *r, int code, const char *fmt, ...)
@@ -369,7 +386,7 @@ void mr_reader_close(mr_reader_t *r)
     for (size_t i = 0; i < r->n_threads; i++)
         free(r->threads[i].name);
     free(r->threads);
-    free(r->thread_slots);
+    threadmap_destroy(&r->thread_index);
     for (size_t i = 0; i < r->n_gens; i++)
         free(r->gens[i].maps);
     free(r->gens);
@@ -421,15 +438,8 @@ uint64_t mr_reader_offset(const mr_reader_t *r)
 
 static thread_entry_t *thread_find(const mr_reader_t *r, uint32_t tid)
 {
-    if (r->thread_slots == NULL)
-        return NULL;
-    for (size_t i = mix32(tid) & r->thread_mask;; i = (i + 1) & r->thread_mask) {
-        uint32_t s = r->thread_slots[i];
-        if (s == 0)
-            return NULL;
-        if (r->threads[s - 1].tid == tid)
-            return &r->threads[s - 1];
-    }
+    const thread_slot_t *s = threadmap_find(&r->thread_index, tid);
+    return s != NULL ? &r->threads[s->item - 1] : NULL;
 }
 
 static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, size_t len,
@@ -442,33 +452,17 @@ static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, si
     memcpy(copy, name, len);
     copy[len] = '\0';
     if (t == NULL) {
-        if (mr_grow_array((void **)&r->threads, &r->cap_threads, r->n_threads + 1,
-                          sizeof *r->threads) < 0) {
+        /* At most one new thread per record: item (index + 1) fits 32 bits
+         * long before this. */
+        if (r->n_threads >= UINT32_MAX - 1 ||
+            mr_grow_array((void **)&r->threads, &r->cap_threads, r->n_threads + 1,
+                          sizeof *r->threads) < 0 ||
+            threadmap_reserve(&r->thread_index, 1) < 0) {
             free(copy);
             return -ENOMEM;
         }
-        /* Keep the slot table at most half full. */
-        if ((r->n_threads + 1) * 2 > r->thread_mask + 1 || r->thread_slots == NULL) {
-            size_t cap = r->thread_slots ? (r->thread_mask + 1) * 2 : 64;
-            uint32_t *slots = calloc(cap, sizeof *slots);
-            if (slots == NULL) {
-                free(copy);
-                return -ENOMEM;
-            }
-            for (size_t i = 0; i < r->n_threads; i++) {
-                size_t j = mix32(r->threads[i].tid) & (cap - 1);
-                while (slots[j] != 0)
-                    j = (j + 1) & (cap - 1);
-                slots[j] = (uint32_t)i + 1;
-            }
-            free(r->thread_slots);
-            r->thread_slots = slots;
-            r->thread_mask = cap - 1;
-        }
-        size_t j = mix32(tid) & r->thread_mask;
-        while (r->thread_slots[j] != 0)
-            j = (j + 1) & r->thread_mask;
-        r->thread_slots[j] = (uint32_t)r->n_threads + 1;
+        *threadmap_claim(&r->thread_index, tid) =
+            (thread_slot_t){.tid = tid, .item = (uint32_t)r->n_threads + 1};
         t = &r->threads[r->n_threads++];
         t->tid = tid;
         t->name = NULL;
@@ -661,8 +655,24 @@ static int cmp_mapping_lo(const void *pa, const void *pb)
     return a->lo < b->lo ? -1 : a->lo > b->lo;
 }
 
-static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q)
+/* A tag this reader does not know: a newer writer, or corruption. */
+static int unknown_tag(mr_reader_t *r, const uint8_t *rec)
 {
+    return corrupt(r, rec, "unknown record tag 0x%02x", *rec);
+}
+
+/* ---- one decoder per record kind -----------------------------------------
+ * Each gets the record's start (its tag byte) at rec, its body at q and the
+ * tag's argument, checks the argument, every length and every id, and returns
+ * DEC_* or a negative error (set in r). r->p moves past the record, and it is
+ * counted, only once all of it decoded (MAPPINGS moves r->p entry by entry,
+ * so that a record of any size fits the window). */
+
+static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                           unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
     uint64_t gen, count;
     GETU(gen);
     GETU(count);
@@ -736,306 +746,350 @@ out:
     return rc;
 }
 
+static int decode_zero(mr_reader_t *r, const uint8_t *rec, unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    r->ended = MR_END_ZERO;
+    return DEC_END;
+}
+
+static int decode_alloc(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                        unsigned arg)
+{
+    if (!is_alloc_allocator(arg))
+        return unknown_tag(r, rec);
+    int64_t daddr, dstack, dnative = 0;
+    uint64_t size;
+    GETS(daddr);
+    GETU(size);
+    GETS(dstack);
+    if (r->hdr.flags & MR_FLAG_NATIVE)
+        GETS(dnative);
+    uint64_t stack = r->prev_stack + (uint64_t)dstack;
+    uint64_t native = r->prev_native + (uint64_t)dnative;
+    if (stack > r->n_nodes)
+        return corrupt(r, rec, "ALLOC with undefined stack %" PRIu64, stack);
+    if (native > r->n_natives)
+        return corrupt(r, rec, "ALLOC with undefined native stack %" PRIu64, native);
+    r->prev_addr += (uint64_t)daddr;
+    r->prev_stack = stack;
+    r->prev_native = native;
+    r->p = q;
+    r->counts[MR_REC_ALLOC]++;
+    ev->tid = r->tid;
+    ev->allocator = arg;
+    ev->addr = r->prev_addr;
+    ev->size = size;
+    ev->stack = stack;
+    ev->native = native;
+    ev->generation = r->generation;
+    return DEC_EVENT;
+}
+
+static int decode_free(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                       unsigned arg)
+{
+    if (!mr_allocator_is_free(arg))
+        return unknown_tag(r, rec);
+    int64_t daddr;
+    uint64_t len = 0;
+    GETS(daddr);
+    if (arg == MR_MUNMAP)
+        GETU(len);
+    r->prev_addr += (uint64_t)daddr;
+    r->p = q;
+    r->counts[MR_REC_FREE]++;
+    ev->tid = r->tid;
+    ev->allocator = arg;
+    ev->addr = r->prev_addr;
+    ev->size = len;
+    ev->stack = ev->native = 0;
+    ev->generation = r->generation;
+    return DEC_EVENT;
+}
+
+static int decode_thread(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                         unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t tid;
+    GETU(tid);
+    if (tid > UINT32_MAX)
+        return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
+    r->tid = (uint32_t)tid;
+    r->p = q;
+    r->counts[MR_REC_THREAD]++;
+    ev->tid = r->tid;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
+static int decode_code(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                       unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    const uint8_t *name, *file;
+    size_t name_len, file_len;
+    uint64_t first_line;
+    GETSTR(name, name_len, "function name");
+    /* Reading the file name may move the window: keep the name's offset. */
+    size_t name_off = (size_t)(name - rec);
+    GETSTR(file, file_len, "file name");
+    GETU(first_line);
+    name = rec + name_off;
+    if (r->n_codes >= MAX_TABLE_IDS)
+        return corrupt(r, rec, "too many CODE records");
+    if (mr_grow_array((void **)&r->codes, &r->cap_codes, r->n_codes + 1, sizeof *r->codes) < 0)
+        return set_error(r, -ENOMEM, "out of memory");
+    char *n = arena_strdup(r, name, name_len);
+    char *f = n ? arena_strdup(r, file, file_len) : NULL;
+    if (f == NULL)
+        return set_error(r, -ENOMEM, "out of memory");
+    r->codes[r->n_codes++] = (mr_code_t){.name = n,
+                                         .file = f,
+                                         .name_len = (uint32_t)name_len,
+                                         .file_len = (uint32_t)file_len,
+                                         .first_line = first_line};
+    r->p = q;
+    r->counts[MR_REC_CODE]++;
+    ev->id = r->n_codes;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
+static int decode_frame(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                        unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t code, line;
+    GETU(code);
+    GETU(line);
+    if (code < 1 || code > r->n_codes)
+        return corrupt(r, rec, "FRAME with undefined code %" PRIu64, code);
+    if (r->n_frames >= MAX_TABLE_IDS / 2) /* ids are kept in 31 bits in nodes */
+        return corrupt(r, rec, "too many FRAME records");
+    if (mr_grow_array((void **)&r->frames, &r->cap_frames, r->n_frames + 1, sizeof *r->frames) < 0)
+        return set_error(r, -ENOMEM, "out of memory");
+    r->frames[r->n_frames++] = (frame_entry_t){.line = line, .code = (uint32_t)code};
+    r->p = q;
+    r->counts[MR_REC_FRAME]++;
+    ev->id = r->n_frames;
+    ev->a = code;
+    ev->b = line;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
+static int decode_node(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                       unsigned arg)
+{
+    if (arg & ~MR_NODE_ENTRY)
+        return unknown_tag(r, rec);
+    uint64_t parent, frame;
+    GETU(parent);
+    GETU(frame);
+    if (parent > r->n_nodes)
+        return corrupt(r, rec, "NODE with undefined parent %" PRIu64, parent);
+    if (frame < 1 || frame > r->n_frames)
+        return corrupt(r, rec, "NODE with undefined frame %" PRIu64, frame);
+    if (r->n_nodes >= MAX_TABLE_IDS)
+        return corrupt(r, rec, "too many NODE records");
+    if (mr_grow_array((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, sizeof *r->nodes) < 0)
+        return set_error(r, -ENOMEM, "out of memory");
+    r->nodes[r->n_nodes++] = (node_entry_t){
+        .parent = (uint32_t)parent, .frame = (uint32_t)frame, .entry = (arg & MR_NODE_ENTRY) != 0};
+    r->p = q;
+    r->counts[MR_REC_NODE]++;
+    ev->id = r->n_nodes;
+    ev->a = parent;
+    ev->b = frame;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
+static int decode_thread_name(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                              unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t tid;
+    const uint8_t *name;
+    size_t len;
+    GETU(tid);
+    if (tid > UINT32_MAX)
+        return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
+    GETSTR(name, len, "thread name");
+    thread_entry_t *t;
+    if (thread_set_name(r, (uint32_t)tid, name, len, &t) < 0)
+        return set_error(r, -ENOMEM, "out of memory");
+    r->p = q;
+    r->counts[MR_REC_THREAD_NAME]++;
+    ev->tid = (uint32_t)tid;
+    ev->str = t->name;
+    ev->str_len = t->len;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
+static int decode_memory(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                         unsigned arg)
+{
+    if (arg & ~MR_MEMORY_HAS_HEAP)
+        return unknown_tag(r, rec);
+    uint64_t ms, rss, heap = 0;
+    GETU(ms);
+    GETU(rss);
+    if (arg & MR_MEMORY_HAS_HEAP)
+        GETU(heap);
+    r->p = q;
+    r->counts[MR_REC_MEMORY]++;
+    ev->ms = ms;
+    ev->rss = rss;
+    ev->heap = heap;
+    ev->has_heap = (arg & MR_MEMORY_HAS_HEAP) != 0;
+    return DEC_EVENT;
+}
+
+static int decode_native_node(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                              unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t parent, ip;
+    GETU(parent);
+    GETU(ip);
+    if (parent > r->n_natives)
+        return corrupt(r, rec, "NATIVE_NODE with undefined parent %" PRIu64, parent);
+    if (r->n_natives >= MAX_TABLE_IDS)
+        return corrupt(r, rec, "too many NATIVE_NODE records");
+    if (mr_grow_array((void **)&r->natives, &r->cap_natives, r->n_natives + 1, sizeof *r->natives) <
+        0)
+        return set_error(r, -ENOMEM, "out of memory");
+    r->natives[r->n_natives++] = (native_entry_t){.ip = ip, .parent = (uint32_t)parent};
+    r->p = q;
+    r->counts[MR_REC_NATIVE_NODE]++;
+    ev->id = r->n_natives;
+    ev->a = parent;
+    ev->b = ip;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
+static int decode_agg(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                      unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t tid, allocator, stack, native, pn, pb, ln, lb;
+    GETU(tid);
+    GETU(allocator);
+    GETU(stack);
+    GETU(native);
+    GETU(pn);
+    GETU(pb);
+    GETU(ln);
+    GETU(lb);
+    if (tid > UINT32_MAX)
+        return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
+    if (allocator > 15 || !is_alloc_allocator((unsigned)allocator))
+        return corrupt(r, rec, "AGG with allocator %" PRIu64, allocator);
+    if (stack > r->n_nodes)
+        return corrupt(r, rec, "AGG with undefined stack %" PRIu64, stack);
+    if (native > r->n_natives)
+        return corrupt(r, rec, "AGG with undefined native stack %" PRIu64, native);
+    r->p = q;
+    r->counts[MR_REC_AGG]++;
+    ev->tid = (uint32_t)tid;
+    ev->allocator = (unsigned)allocator;
+    ev->stack = stack;
+    ev->native = native;
+    ev->generation = r->generation;
+    ev->peak_n = pn;
+    ev->peak_bytes = pb;
+    ev->leak_n = ln;
+    ev->leak_bytes = lb;
+    return DEC_EVENT;
+}
+
+static int decode_pad(mr_reader_t *r, const uint8_t *rec, const uint8_t *q, unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t n;
+    GETU(n);
+    if (n > MR_MAX_STRING)
+        return corrupt(r, rec, "PAD of %" PRIu64 " bytes (limit %u)", n, MR_MAX_STRING);
+    int rc = need(r, &rec, &q, (size_t)n);
+    if (rc < 0)
+        return io_error(r, rc);
+    if (rc == 0)
+        return truncated(r);
+    r->p = q + n;
+    r->counts[MR_REC_PAD]++;
+    return DEC_QUIET;
+}
+
+static int decode_trailer(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                          unsigned arg)
+{
+    if (arg != 0)
+        return unknown_tag(r, rec);
+    uint64_t ms, total, peak, flags;
+    GETU(ms);
+    GETU(total);
+    GETU(peak);
+    GETU(flags);
+    r->trailer = (mr_trailer_t){.ms = ms, .total_allocs = total, .peak = peak, .flags = flags};
+    r->has_trailer = 1;
+    r->p = q;
+    r->counts[MR_REC_TRAILER]++;
+    r->ended = MR_END_TRAILER; /* nothing follows a trailer */
+    ev->ms = ms;
+    ev->a = total;
+    ev->b = peak;
+    ev->flags = flags;
+    return DEC_EVENT;
+}
+
+/* Decodes the record at r->p: dispatches on its kind. */
 static int decode(mr_reader_t *r, mr_event_t *ev)
 {
     const uint8_t *rec = r->p, *q = rec + 1;
-    uint8_t tag = *rec;
-    unsigned type = MR_TAG_TYPE(tag), arg = MR_TAG_ARG(tag);
+    unsigned type = MR_TAG_TYPE(*rec), arg = MR_TAG_ARG(*rec);
     ev->type = type;
     ev->arg = arg;
     ev->offset = rec_offset(r, rec);
 
     switch (type) {
     case MR_REC_ZERO:
-        if (tag != 0)
-            break;
-        r->ended = MR_END_ZERO;
-        return DEC_END;
-
-    case MR_REC_ALLOC: {
-        if (!is_alloc_allocator(arg))
-            break;
-        int64_t daddr, dstack, dnative = 0;
-        uint64_t size;
-        GETS(daddr);
-        GETU(size);
-        GETS(dstack);
-        if (r->hdr.flags & MR_FLAG_NATIVE)
-            GETS(dnative);
-        uint64_t stack = r->prev_stack + (uint64_t)dstack;
-        uint64_t native = r->prev_native + (uint64_t)dnative;
-        if (stack > r->n_nodes)
-            return corrupt(r, rec, "ALLOC with undefined stack %" PRIu64, stack);
-        if (native > r->n_natives)
-            return corrupt(r, rec, "ALLOC with undefined native stack %" PRIu64, native);
-        r->prev_addr += (uint64_t)daddr;
-        r->prev_stack = stack;
-        r->prev_native = native;
-        r->p = q;
-        r->counts[MR_REC_ALLOC]++;
-        ev->tid = r->tid;
-        ev->allocator = arg;
-        ev->addr = r->prev_addr;
-        ev->size = size;
-        ev->stack = stack;
-        ev->native = native;
-        ev->generation = r->generation;
-        return DEC_EVENT;
-    }
-
-    case MR_REC_FREE: {
-        if (!mr_allocator_is_free(arg))
-            break;
-        int64_t daddr;
-        uint64_t len = 0;
-        GETS(daddr);
-        if (arg == MR_MUNMAP)
-            GETU(len);
-        r->prev_addr += (uint64_t)daddr;
-        r->p = q;
-        r->counts[MR_REC_FREE]++;
-        ev->tid = r->tid;
-        ev->allocator = arg;
-        ev->addr = r->prev_addr;
-        ev->size = len;
-        ev->stack = ev->native = 0;
-        ev->generation = r->generation;
-        return DEC_EVENT;
-    }
-
-    case MR_REC_THREAD: {
-        if (arg != 0)
-            break;
-        uint64_t tid;
-        GETU(tid);
-        if (tid > UINT32_MAX)
-            return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
-        r->tid = (uint32_t)tid;
-        r->p = q;
-        r->counts[MR_REC_THREAD]++;
-        ev->tid = r->tid;
-        return r->raw ? DEC_EVENT : DEC_QUIET;
-    }
-
-    case MR_REC_CODE: {
-        if (arg != 0)
-            break;
-        const uint8_t *name, *file;
-        size_t name_len, file_len;
-        uint64_t first_line;
-        GETSTR(name, name_len, "function name");
-        /* Reading the file name may move the window: keep the name's offset. */
-        size_t name_off = (size_t)(name - rec);
-        GETSTR(file, file_len, "file name");
-        GETU(first_line);
-        name = rec + name_off;
-        if (r->n_codes >= MAX_TABLE_IDS)
-            return corrupt(r, rec, "too many CODE records");
-        if (mr_grow_array((void **)&r->codes, &r->cap_codes, r->n_codes + 1, sizeof *r->codes) < 0)
-            return set_error(r, -ENOMEM, "out of memory");
-        char *n = arena_strdup(r, name, name_len);
-        char *f = n ? arena_strdup(r, file, file_len) : NULL;
-        if (f == NULL)
-            return set_error(r, -ENOMEM, "out of memory");
-        r->codes[r->n_codes++] = (mr_code_t){.name = n,
-                                             .file = f,
-                                             .name_len = (uint32_t)name_len,
-                                             .file_len = (uint32_t)file_len,
-                                             .first_line = first_line};
-        r->p = q;
-        r->counts[MR_REC_CODE]++;
-        ev->id = r->n_codes;
-        return r->raw ? DEC_EVENT : DEC_QUIET;
-    }
-
-    case MR_REC_FRAME: {
-        if (arg != 0)
-            break;
-        uint64_t code, line;
-        GETU(code);
-        GETU(line);
-        if (code < 1 || code > r->n_codes)
-            return corrupt(r, rec, "FRAME with undefined code %" PRIu64, code);
-        if (r->n_frames >= MAX_TABLE_IDS / 2) /* ids are kept in 31 bits in nodes */
-            return corrupt(r, rec, "too many FRAME records");
-        if (mr_grow_array((void **)&r->frames, &r->cap_frames, r->n_frames + 1, sizeof *r->frames) <
-            0)
-            return set_error(r, -ENOMEM, "out of memory");
-        r->frames[r->n_frames++] = (frame_entry_t){.line = line, .code = (uint32_t)code};
-        r->p = q;
-        r->counts[MR_REC_FRAME]++;
-        ev->id = r->n_frames;
-        ev->a = code;
-        ev->b = line;
-        return r->raw ? DEC_EVENT : DEC_QUIET;
-    }
-
-    case MR_REC_NODE: {
-        if (arg & ~MR_NODE_ENTRY)
-            break;
-        uint64_t parent, frame;
-        GETU(parent);
-        GETU(frame);
-        if (parent > r->n_nodes)
-            return corrupt(r, rec, "NODE with undefined parent %" PRIu64, parent);
-        if (frame < 1 || frame > r->n_frames)
-            return corrupt(r, rec, "NODE with undefined frame %" PRIu64, frame);
-        if (r->n_nodes >= MAX_TABLE_IDS)
-            return corrupt(r, rec, "too many NODE records");
-        if (mr_grow_array((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, sizeof *r->nodes) < 0)
-            return set_error(r, -ENOMEM, "out of memory");
-        r->nodes[r->n_nodes++] = (node_entry_t){.parent = (uint32_t)parent,
-                                                .frame = (uint32_t)frame,
-                                                .entry = (arg & MR_NODE_ENTRY) != 0};
-        r->p = q;
-        r->counts[MR_REC_NODE]++;
-        ev->id = r->n_nodes;
-        ev->a = parent;
-        ev->b = frame;
-        return r->raw ? DEC_EVENT : DEC_QUIET;
-    }
-
-    case MR_REC_THREAD_NAME: {
-        if (arg != 0)
-            break;
-        uint64_t tid;
-        const uint8_t *name;
-        size_t len;
-        GETU(tid);
-        if (tid > UINT32_MAX)
-            return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
-        GETSTR(name, len, "thread name");
-        thread_entry_t *t;
-        if (thread_set_name(r, (uint32_t)tid, name, len, &t) < 0)
-            return set_error(r, -ENOMEM, "out of memory");
-        r->p = q;
-        r->counts[MR_REC_THREAD_NAME]++;
-        ev->tid = (uint32_t)tid;
-        ev->str = t->name;
-        ev->str_len = t->len;
-        return r->raw ? DEC_EVENT : DEC_QUIET;
-    }
-
-    case MR_REC_MEMORY: {
-        if (arg & ~MR_MEMORY_HAS_HEAP)
-            break;
-        uint64_t ms, rss, heap = 0;
-        GETU(ms);
-        GETU(rss);
-        if (arg & MR_MEMORY_HAS_HEAP)
-            GETU(heap);
-        r->p = q;
-        r->counts[MR_REC_MEMORY]++;
-        ev->ms = ms;
-        ev->rss = rss;
-        ev->heap = heap;
-        ev->has_heap = (arg & MR_MEMORY_HAS_HEAP) != 0;
-        return DEC_EVENT;
-    }
-
-    case MR_REC_NATIVE_NODE: {
-        if (arg != 0)
-            break;
-        uint64_t parent, ip;
-        GETU(parent);
-        GETU(ip);
-        if (parent > r->n_natives)
-            return corrupt(r, rec, "NATIVE_NODE with undefined parent %" PRIu64, parent);
-        if (r->n_natives >= MAX_TABLE_IDS)
-            return corrupt(r, rec, "too many NATIVE_NODE records");
-        if (mr_grow_array((void **)&r->natives, &r->cap_natives, r->n_natives + 1,
-                          sizeof *r->natives) < 0)
-            return set_error(r, -ENOMEM, "out of memory");
-        r->natives[r->n_natives++] = (native_entry_t){.ip = ip, .parent = (uint32_t)parent};
-        r->p = q;
-        r->counts[MR_REC_NATIVE_NODE]++;
-        ev->id = r->n_natives;
-        ev->a = parent;
-        ev->b = ip;
-        return r->raw ? DEC_EVENT : DEC_QUIET;
-    }
-
+        return decode_zero(r, rec, arg);
+    case MR_REC_ALLOC:
+        return decode_alloc(r, ev, rec, q, arg);
+    case MR_REC_FREE:
+        return decode_free(r, ev, rec, q, arg);
+    case MR_REC_THREAD:
+        return decode_thread(r, ev, rec, q, arg);
+    case MR_REC_CODE:
+        return decode_code(r, ev, rec, q, arg);
+    case MR_REC_FRAME:
+        return decode_frame(r, ev, rec, q, arg);
+    case MR_REC_NODE:
+        return decode_node(r, ev, rec, q, arg);
+    case MR_REC_THREAD_NAME:
+        return decode_thread_name(r, ev, rec, q, arg);
+    case MR_REC_MEMORY:
+        return decode_memory(r, ev, rec, q, arg);
+    case MR_REC_NATIVE_NODE:
+        return decode_native_node(r, ev, rec, q, arg);
     case MR_REC_MAPPINGS:
-        if (arg != 0)
-            break;
-        return decode_mappings(r, ev, rec, q);
-
-    case MR_REC_AGG: {
-        if (arg != 0)
-            break;
-        uint64_t tid, allocator, stack, native, pn, pb, ln, lb;
-        GETU(tid);
-        GETU(allocator);
-        GETU(stack);
-        GETU(native);
-        GETU(pn);
-        GETU(pb);
-        GETU(ln);
-        GETU(lb);
-        if (tid > UINT32_MAX)
-            return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
-        if (allocator > 15 || !is_alloc_allocator((unsigned)allocator))
-            return corrupt(r, rec, "AGG with allocator %" PRIu64, allocator);
-        if (stack > r->n_nodes)
-            return corrupt(r, rec, "AGG with undefined stack %" PRIu64, stack);
-        if (native > r->n_natives)
-            return corrupt(r, rec, "AGG with undefined native stack %" PRIu64, native);
-        r->p = q;
-        r->counts[MR_REC_AGG]++;
-        ev->tid = (uint32_t)tid;
-        ev->allocator = (unsigned)allocator;
-        ev->stack = stack;
-        ev->native = native;
-        ev->generation = r->generation;
-        ev->peak_n = pn;
-        ev->peak_bytes = pb;
-        ev->leak_n = ln;
-        ev->leak_bytes = lb;
-        return DEC_EVENT;
-    }
-
-    case MR_REC_PAD: {
-        if (arg != 0)
-            break;
-        uint64_t n;
-        GETU(n);
-        if (n > MR_MAX_STRING)
-            return corrupt(r, rec, "PAD of %" PRIu64 " bytes (limit %u)", n, MR_MAX_STRING);
-        int rc = need(r, &rec, &q, (size_t)n);
-        if (rc < 0)
-            return io_error(r, rc);
-        if (rc == 0) {
-            truncated(r);
-            return DEC_END;
-        }
-        r->p = q + n;
-        r->counts[MR_REC_PAD]++;
-        return DEC_QUIET;
-    }
-
-    case MR_REC_TRAILER: {
-        if (arg != 0)
-            break;
-        uint64_t ms, total, peak, flags;
-        GETU(ms);
-        GETU(total);
-        GETU(peak);
-        GETU(flags);
-        r->trailer = (mr_trailer_t){.ms = ms, .total_allocs = total, .peak = peak, .flags = flags};
-        r->has_trailer = 1;
-        r->p = q;
-        r->counts[MR_REC_TRAILER]++;
-        r->ended = MR_END_TRAILER; /* nothing follows a trailer */
-        ev->ms = ms;
-        ev->a = total;
-        ev->b = peak;
-        ev->flags = flags;
-        return DEC_EVENT;
-    }
+        return decode_mappings(r, ev, rec, q, arg);
+    case MR_REC_AGG:
+        return decode_agg(r, ev, rec, q, arg);
+    case MR_REC_PAD:
+        return decode_pad(r, rec, q, arg);
+    case MR_REC_TRAILER:
+        return decode_trailer(r, ev, rec, q, arg);
     default:
-        break;
+        return unknown_tag(r, rec);
     }
-    return corrupt(r, rec, "unknown record tag 0x%02x", tag);
 }
 
 int mr_reader_next(mr_reader_t *r, mr_event_t *ev)

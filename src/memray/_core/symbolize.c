@@ -111,14 +111,6 @@ static const char *demangled(mr_symbolizer_t *s, const char *name)
     return own_copy(s, name);
 }
 
-static uint64_t str_hash(const char *p, uint64_t seed)
-{
-    uint64_t h = 1469598103934665603ull ^ seed;
-    for (; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    return h;
-}
-
 /* A path from a capture is untrusted: open it only if it names a regular
  * file. stat first, so a FIFO, a device or a socket is never opened (opening
  * one may block or have side effects); O_NONBLOCK and a second check on the
@@ -141,7 +133,7 @@ static int open_regular_file(const char *path)
 
 static object_t *object_for(mr_symbolizer_t *s, const char *path, uint64_t bias, size_t *index)
 {
-    uint64_t key = mr_hm_hash(str_hash(path, bias));
+    uint64_t key = mr_hash_bytes(path, strlen(path), bias);
     uint64_t found;
     while (mr_hm_get(&s->object_ids, key, &found)) {
         object_t *o = &s->objects[found];
