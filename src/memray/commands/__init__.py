@@ -37,6 +37,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "stats",
     "flamegraph",
     "table",
+    "diff",
     "transform",
     "attach",
     "detach",

@@ -195,3 +195,41 @@ def check_output_file(path: PathLike, *, force: bool) -> Path:
     if not out.parent.is_dir():
         raise CommandError(f"Output directory does not exist: {out.parent}")
     return out
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+
+
+def parse_size(value: str) -> int:
+    """A size in bytes from ``5MiB``, ``500KB``, ``1.5GB``, ``512KiB`` or plain
+    ``1048576`` (units case-insensitive; KB = 1000, KiB = 1024, and so on up to
+    TB/TiB; a fraction of a byte is dropped). For argparse's ``type=``: a bad
+    value raises ArgumentTypeError with a message fit for the usage line."""
+    import re
+    from decimal import Decimal, InvalidOperation
+
+    if value.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"invalid size: {value!r} (must be 0 or more)")
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*", value)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"invalid size: {value!r} (expected bytes or a number with a unit: "
+            "KB, KiB, MB, MiB, GB, GiB, TB, TiB; for example 5MiB or 500KB)"
+        )
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation:  # pragma: no cover -- the pattern admits only numbers
+        raise argparse.ArgumentTypeError(f"invalid size: {value!r}") from None
+    return int(number * _SIZE_UNITS[unit])
