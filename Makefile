@@ -25,7 +25,8 @@ C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/
 C_FLAGS = -std=gnu11 -O1 -g -Wall -Wextra -DMR_CHECKS -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
 C_LIBS = $(shell pkg-config --libs libzstd libdw 2>/dev/null) -lstdc++ -lpthread -ldl
 
-.PHONY: all deps venv build test test-c test-py test-asan lint demo bench clean wheel
+.PHONY: all deps venv build test test-c test-py test-asan test-tsan lint demo bench clean wheel \
+	fuzz test-fuzz-replay
 
 all: build
 
@@ -62,6 +63,57 @@ tests/c/bin/libinlinechain.so: tests/lib/inlinechain.c | deps
 
 test-c: $(patsubst tests/c/%.c,tests/c/bin/%,$(C_TEST_SOURCES)) | tests/c/bin/libinlinechain.so
 	@set -e; for t in $^; do echo "== $$t"; timeout 120 $$t; done
+
+# Fuzzing (fuzz/README.md). `make fuzz` builds the libFuzzer harnesses with
+# clang (ASan + UBSan, checks on) and runs each for FUZZ_SECONDS: what they
+# find goes to fuzz/crashes/<harness>/ (committed, replayed), inputs that
+# reach new code to fuzz/corpus-new/<harness>/ (not committed), the output to
+# fuzz/logs/. `make test` replays the seeds and every saved crash through the
+# same harness source built with $(CC) (with sanitizers under test-asan).
+FUZZ_HARNESSES := reader live
+FUZZ_SECONDS ?= 600
+FUZZ_CC ?= clang
+FUZZ_SOURCES := fuzz/symbolize_stub.c $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c \
+	$(CORE)/analyze.c $(CORE)/stacks.c $(CORE)/live.c
+FUZZ_DEPS = $(FUZZ_SOURCES) $(wildcard $(CORE)/*.h) fuzz/fuzz_common.h
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -DMR_CHECKS -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
+FUZZ_LIBS = $(shell pkg-config --libs libzstd 2>/dev/null) -lpthread
+# Inputs up to 64 KiB (every seed is smaller); an input running 10 s is a hang.
+FUZZ_RUN_FLAGS = -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
+	-max_len=65536 -rss_limit_mb=2048
+
+fuzz/bin/fuzz-%: fuzz/fuzz_%.c $(FUZZ_DEPS) | deps
+	@command -v $(FUZZ_CC) >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
+	@mkdir -p fuzz/bin
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(FUZZ_CFLAGS) \
+	  -o $@ $< $(FUZZ_SOURCES) $(FUZZ_LIBS)
+
+fuzz/bin/replay-%: fuzz/replay.c fuzz/fuzz_%.c $(FUZZ_DEPS) | deps
+	@mkdir -p fuzz/bin
+	$(CC) $(FUZZ_CFLAGS) $(CFLAGS_EXTRA) -o $@ fuzz/replay.c fuzz/fuzz_$*.c $(FUZZ_SOURCES) $(FUZZ_LIBS)
+
+fuzz: $(FUZZ_HARNESSES:%=fuzz/bin/fuzz-%)
+	@mkdir -p fuzz/logs
+	@for h in $(FUZZ_HARNESSES); do \
+	  mkdir -p fuzz/corpus-new/$$h fuzz/crashes/$$h; touch fuzz/logs/$$h.start; \
+	  echo "== fuzz-$$h for $(FUZZ_SECONDS) s (output: fuzz/logs/$$h.log)"; \
+	  { fuzz/bin/fuzz-$$h $(FUZZ_RUN_FLAGS) -artifact_prefix=fuzz/crashes/$$h/ \
+	      fuzz/corpus-new/$$h fuzz/corpus/$$h fuzz/crashes/$$h; echo $$? > fuzz/logs/$$h.rc; } \
+	    > fuzz/logs/$$h.log 2>&1; \
+	  echo "fuzz-$$h: exit $$(cat fuzz/logs/$$h.rc)"; \
+	  grep -E 'cov: ' fuzz/logs/$$h.log | tail -1; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
+	    fuzz/logs/$$h.log; \
+	  find fuzz/crashes/$$h -type f -newer fuzz/logs/$$h.start | sed 's/^/  FOUND: /'; \
+	done
+	@for h in $(FUZZ_HARNESSES); do test "$$(cat fuzz/logs/$$h.rc)" = 0 || \
+	  { echo "fuzz-$$h found something: fuzz/logs/$$h.log, fuzz/crashes/$$h/"; exit 1; }; done
+
+# Seconds, most of them compiling: a few dozen small inputs per harness.
+test-fuzz-replay: $(FUZZ_HARNESSES:%=fuzz/bin/replay-%)
+	@set -e; for h in $(FUZZ_HARNESSES); do echo "== fuzz/bin/replay-$$h"; \
+	  timeout 120 fuzz/bin/replay-$$h fuzz/corpus/$$h fuzz/crashes/$$h; done
 
 # The whole suite on every supported CPython found; one that is missing is
 # named, and the run fails only on a failing suite.
@@ -106,7 +158,7 @@ wheel-%: .venv-%/.pip-stamp deps
 	  -w build/wheelhouse-$* .
 	PATH="$(CURDIR)/.venv-$*/bin:$$PATH" .venv-$*/bin/auditwheel repair -w dist build/wheelhouse-$*/*.whl
 
-test: test-c test-py
+test: test-c test-fuzz-replay test-py
 
 # AddressSanitizer + UBSan: C unit tests built with them, the extension built
 # with them into .venv-asan, and the Python suite run with libasan preloaded
@@ -115,6 +167,8 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 test-asan: deps venv
 	$(MAKE) -B test-c CFLAGS_EXTRA="$(ASAN_FLAGS)" C_FLAGS="$(C_FLAGS)"
 	rm -rf tests/c/bin
+	$(MAKE) -B test-fuzz-replay CFLAGS_EXTRA="$(ASAN_FLAGS)"
+	rm -f fuzz/bin/replay-*
 	test -x .venv-asan/bin/python || $(PYTHON) -m venv .venv-asan
 	.venv-asan/bin/pip install -q $(PIP_PACKAGES)
 	.venv-asan/bin/pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/asan \
@@ -123,7 +177,27 @@ test-asan: deps venv
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  MEMRAY_TEST_ASAN=1 .venv-asan/bin/python -m pytest -q -p no:cacheprovider tests
 
-C_FORMAT_FILES = $(wildcard src/memray/_core/*.[ch] tests/c/*.[ch] tests/lib/*.c tests/lib/*.cpp)
+# ThreadSanitizer: the C unit tests and tests/tsan/stress.c (the recording
+# path in an embedded CPython: threads, fork, dlopen, the sampler, a live
+# socket with a slow reader, start/stop under load) built with
+# -fsanitize=thread into build/tsan/ by tests/tsan/tsan.mk; any report fails
+# the run (exit 66). setarch -R: gcc 12's TSan cannot map its shadow under
+# every ASLR layout. die_after_fork=0: a followed fork child starts its
+# sampler thread. See tests/tsan/README.md.
+TSAN_PYTHON = $(call find_python,$(firstword $(FOUND_VERSIONS)))
+TSAN_RUN_OPTIONS = die_after_fork=0 second_deadlock_stack=1 history_size=4 \
+	suppressions=$(CURDIR)/tests/tsan/suppressions.txt
+test-tsan: deps
+	@test -n "$(TSAN_PYTHON)" || { echo "no CPython among $(PY_VERSIONS) to embed"; exit 1; }
+	$(MAKE) --no-print-directory -f tests/tsan/tsan.mk CC="$(CC)" C_FLAGS="$(C_FLAGS)" \
+	  C_LIBS="$(C_LIBS)" C_CORE_SOURCES="$(C_CORE_SOURCES)" C_TEST_SOURCES="$(C_TEST_SOURCES)" \
+	  TSAN_PYTHON="$(TSAN_PYTHON)"
+	@set -e; for t in $(patsubst tests/c/%.c,build/tsan/bin/%,$(C_TEST_SOURCES)) build/tsan/bin/stress; do \
+	  echo "== $$t (TSan)"; \
+	  TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" timeout 600 setarch $$(uname -m) -R $$t; done
+
+C_FORMAT_FILES = $(wildcard src/memray/_core/*.[ch] tests/c/*.[ch] tests/lib/*.c tests/lib/*.cpp \
+	fuzz/*.[ch] tests/tsan/*.[ch])
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks examples

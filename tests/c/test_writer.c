@@ -197,8 +197,13 @@ static void test_mappings_and_native_node_bytes(void)
     long_path[0] = '/';
     const uint8_t id[2] = {0xab, 0xcd};
     mr_mapping_entry_t e[2] = {
-        {.path = "/l.so", .path_len = 5, .bias = 0x1000, .lo = 0x1000, .hi = 0x2000,
-         .build_id = id, .build_id_len = 2},
+        {.path = "/l.so",
+         .path_len = 5,
+         .bias = 0x1000,
+         .lo = 0x1000,
+         .hi = 0x2000,
+         .build_id = id,
+         .build_id_len = 2},
         {.path = long_path, .path_len = sizeof long_path, .bias = 0, .lo = 1, .hi = 2},
     };
     CHECK_EQ(mr_writer_mappings(&w, 1, e, 2), 0);
@@ -208,8 +213,8 @@ static void test_mappings_and_native_node_bytes(void)
     CHECK_EQ(mr_sink_close(sink), 0);
     uint8_t *b;
     size_t n = slurp(path, &b);
-    static const uint8_t head[] = {0x0a, 1, 2, 5, '/', 'l', '.', 's', 'o', 0x80, 0x20, 0x80,
-                                   0x20, 0x80, 0x40, 2, 0xab, 0xcd, 0xac, 0x02, '/'};
+    static const uint8_t head[] = {0x0a, 1,    2,    5,    '/', 'l',  '.',  's',  'o',  0x80, 0x20,
+                                   0x80, 0x20, 0x80, 0x40, 2,   0xab, 0xcd, 0xac, 0x02, '/'};
     static const uint8_t tail[] = {0, 1, 2, 0, 0x09, 0, 0xb4, 0x24};
     size_t body = sizeof head + (sizeof long_path - 1) + sizeof tail;
     CHECK_EQ(n, MR_HEADER_SIZE + body);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "format.h"
 #include "hashmap.h"
 #include "util.h"
@@ -466,6 +467,7 @@ struct mr_agg {
     loctab_t locs;
     livetab_t live;
     uint64_t heap, peak, epoch, total;
+    mr_serial_t serial; /* the caller serializes (aggregate.h): checked */
 };
 
 int mr_agg_new(mr_agg_t **out)
@@ -511,14 +513,15 @@ int mr_agg_alloc_gen(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64
                      uint64_t generation)
 {
     uint32_t idx;
-    int created;
+    int created, rc = -ENOMEM;
+    MR_SERIAL_ENTER(&a->serial);
     if (loctab_get(&a->locs, key, &idx, &created) < 0)
-        return -ENOMEM;
+        goto out;
     agg_loc_t *l = LOC(&a->locs, idx, agg_loc_t);
     if (created)
         l->epoch = a->epoch; /* absent so far: 0 at the current peak */
     if (livetab_add(&a->live, addr, size, key->allocator == MR_MMAP, idx, 0, agg_release, a) < 0)
-        return -ENOMEM;
+        goto out;
     agg_touch(a, l);
     l->n++;
     l->bytes += size;
@@ -529,7 +532,10 @@ int mr_agg_alloc_gen(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64
         a->peak = a->heap;
         a->epoch++;
     }
-    return 0;
+    rc = 0;
+out:
+    MR_SERIAL_LEAVE(&a->serial);
+    return rc;
 }
 
 int mr_agg_alloc(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64_t size)
@@ -539,7 +545,9 @@ int mr_agg_alloc(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64_t s
 
 void mr_agg_free(mr_agg_t *a, uint64_t addr, uint64_t len, int is_munmap)
 {
+    MR_SERIAL_ENTER(&a->serial);
     livetab_release(&a->live, addr, len, is_munmap, agg_release, a);
+    MR_SERIAL_LEAVE(&a->serial);
 }
 
 void mr_agg_prefetch(const mr_agg_t *a, uint64_t addr)

@@ -15,9 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-__attribute__((noreturn, cold)) static inline void mr_check_failed(const char *expr,
-                                                                   const char *file, int line,
-                                                                   const char *func)
+__attribute__((noreturn, cold)) static inline void
+mr_check_failed(const char *expr, const char *file, int line, const char *func)
 {
     char num[16];
     int i = (int)sizeof num;
@@ -65,7 +64,10 @@ typedef struct mr_mutex {
     int held;
 } mr_mutex_t;
 
-#define MR_MUTEX_INITIALIZER {.m = PTHREAD_MUTEX_INITIALIZER}
+#define MR_MUTEX_INITIALIZER                                                                       \
+    {                                                                                              \
+        .m = PTHREAD_MUTEX_INITIALIZER                                                             \
+    }
 
 static inline void mr_mutex_init(mr_mutex_t *mu)
 {
@@ -101,5 +103,9 @@ static inline void mr_mutex_unlock(mr_mutex_t *mu)
 #endif
     pthread_mutex_unlock(&mu->m);
 }
+
+/* The tracker's writer lock (tracker.c): the _locked functions of pystack and
+ * native assert that their caller holds it. */
+int mr_tracker_lock_held(void);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "format.h"
 #include "hashmap.h"
 #include "util.h"
@@ -161,6 +162,7 @@ static int intern(mr_writer_t *w, uint64_t parent, uintptr_t ip, uint64_t *id)
 
 int mr_native_resolve_locked(mr_native_cache_t *c, mr_writer_t *w, uint64_t *node)
 {
+    MR_ASSERT(mr_tracker_lock_held());
     uint32_t n = c->walk_n, k = c->matched;
     if (k == n) {
         *node = n ? c->nodes[n - 1] : 0;
@@ -209,6 +211,7 @@ void mr_native_cache_free(mr_native_cache_t *c)
 
 void mr_native_reset_locked(void)
 {
+    MR_ASSERT(mr_tracker_lock_held());
     nodemap_destroy(&node_ids);
     generation_written = 0;
 }
@@ -369,6 +372,7 @@ static int add_mapping(struct dl_phdr_info *info, size_t size, void *data)
 
 int mr_native_write_mappings_locked(mr_writer_t *w)
 {
+    MR_ASSERT(mr_tracker_lock_held());
     map_list_t l = {0};
     dl_iterate_phdr(add_mapping, &l);
     int rc = l.err;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "check.h"
 #include "format.h"
 #include "hashmap.h"
 #define MR_PYFRAME_ACCESSORS
@@ -140,6 +141,8 @@ static size_t utf8_of(PyObject *s, char *buf, size_t cap)
 
 static void hold_pending_refs_locked(void)
 {
+    MR_ASSERT(mr_tracker_lock_held());
+    MR_ASSERT(PyGILState_Check());
     while (refs_held < refs_n)
         Py_INCREF(refs[refs_held++]);
 }
@@ -190,6 +193,7 @@ static int intern_frame(mr_writer_t *w, const mr_pystack_frame_t *f, uint64_t *f
 
 int mr_pystack_resolve_locked(mr_pystack_cache_t *c, mr_writer_t *w, uint64_t *node)
 {
+    MR_ASSERT(mr_tracker_lock_held());
     uint32_t n = c->walk_n, k = c->matched;
     if (refs_held < refs_n && PyGILState_Check())
         hold_pending_refs_locked();
@@ -236,6 +240,7 @@ void mr_pystack_cache_free(mr_pystack_cache_t *c)
 
 void mr_pystack_reset_locked(void)
 {
+    MR_ASSERT(mr_tracker_lock_held());
     mr_hm_destroy(&code_ids);
     mr_hm_destroy(&instr_ids);
     mr_hm_destroy(&line_ids);
@@ -244,6 +249,7 @@ void mr_pystack_reset_locked(void)
 
 void mr_pystack_set_boundary(void *frame_object, uint32_t tid)
 {
+    MR_ASSERT(PyGILState_Check());
     PyObject *f = frame_object;
     boundary_frame = (f != NULL && PyFrame_Check(f)) ? mr_pyframe_of_object(f) : NULL;
     boundary_tid = tid;
@@ -257,6 +263,7 @@ void mr_pystack_thread_id_changed(uint32_t old_tid, uint32_t new_tid)
 
 void mr_pystack_release_code_refs(void)
 {
+    MR_ASSERT(PyGILState_Check());
     /* Only the held ones: pending ones were never INCREF'd. */
     size_t held = refs_held;
     PyObject **r = refs;

@@ -607,10 +607,11 @@ static int bad_varint(mr_reader_t *r, const uint8_t *rec, const uint8_t *q)
  * may move: rec and q are rebased. 1 available, 0 the data ends first, <0. */
 static int need(mr_reader_t *r, const uint8_t **rec, const uint8_t **q, size_t more)
 {
-    if ((size_t)(r->end - *q) >= more)
-        return 1;
+    size_t slack = 4 * MR_VARINT_MAX;
+    if ((size_t)(r->end - *q) >= more + slack || r->eof)
+        return (size_t)(r->end - *q) >= more;
     size_t off = (size_t)(*q - *rec);
-    int rc = ensure(r, off + more + 3 * MR_VARINT_MAX);
+    int rc = ensure(r, off + more + slack);
     if (rc < 0)
         return rc;
     *rec = r->p;

@@ -74,8 +74,6 @@ void mr_tracker_after_fork_in_child(void);
 int mr_tracker_compress_error(void);
 int mr_tracker_is_started(void);
 uint32_t mr_tracker_gettid(void);
-/* 1 when the calling thread holds the writer lock (for MR_ASSERT, check.h). */
-int mr_tracker_lock_held(void);
 /* Path of the capture this process writes (differs in a forked child). */
 const char *mr_tracker_path(void);
 
