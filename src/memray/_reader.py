@@ -68,6 +68,9 @@ class Metadata:
     has_native_traces: bool
     trace_python_allocators: bool
     file_format: FileFormat
+    # New in 2.x: the pid of the tracked process this one descends from
+    # (follow_fork, follow_children); 0 for the capture a Tracker started.
+    parent_pid: int = 0
 
 
 @dataclass
@@ -209,6 +212,7 @@ def _make_metadata(
             if header["aggregated"]
             else FileFormat.ALL_ALLOCATIONS
         ),
+        parent_pid=header.get("parent_pid", 0),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.abc
 import importlib.machinery
 import itertools
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import _memray
+from . import _children, _memray
 from ._destination import Destination, FileDestination, SocketDestination
 from ._enums import FileFormat, PythonAllocatorType
 
@@ -153,6 +154,8 @@ _greenlets: _GreenletIds | None = None
 # A child that follows the fork starts its memory sampler here, once fork()
 # has returned, never inside it.
 os.register_at_fork(after_in_child=_memray._after_fork_in_child)
+# ... and, when it follows children, becomes the process they descend from.
+os.register_at_fork(after_in_child=_children.after_fork_in_child)
 
 
 # threading.Thread.name as the standard library defines it. While a Tracker
@@ -182,6 +185,10 @@ class Tracker:
     Exactly one of ``file_name`` and ``destination`` must be given. Tracking
     covers every thread of the process. Only one Tracker can be active at a
     time, and a Tracker can be used only once.
+
+    ``follow_children=True`` (new in 2.x; implies ``follow_fork``) also tracks
+    every Python process the program starts, by fork, multiprocessing or
+    subprocess, each into ``<file_name>.<pid>`` (docs/children.md).
     """
 
     def __init__(
@@ -194,6 +201,7 @@ class Tracker:
         follow_fork: bool = False,
         trace_python_allocators: bool = False,
         file_format: FileFormat = FileFormat.ALL_ALLOCATIONS,
+        follow_children: bool = False,
     ) -> None:
         if (file_name is None) == (destination is None):
             raise TypeError(
@@ -212,6 +220,11 @@ class Tracker:
         self._native_traces = bool(native_traces)
         self._memory_interval_ms = int(memory_interval_ms)
         self._follow_fork = bool(follow_fork)
+        self._follow_children = bool(follow_children)
+        # A child started by memray_children.pth: (session, parent pid, image).
+        self._child_of: tuple[_children.Session, int, int] | None = None
+        self._command_line: str | None = None  # None: " ".join(sys.argv) at start
+        self._active = False
         self._trace_python_allocators = bool(trace_python_allocators)
         self._file_format = file_format
         self._used = False
@@ -220,6 +233,8 @@ class Tracker:
         if isinstance(destination, SocketDestination):
             if follow_fork:
                 raise RuntimeError("follow_fork requires an output file")
+            if follow_children:
+                raise RuntimeError("follow_children requires an output file")
             if file_format != FileFormat.ALL_ALLOCATIONS:
                 raise RuntimeError(
                     f"{file_format.name} requires an output file, not a socket destination"
@@ -240,12 +255,15 @@ class Tracker:
         ``<module>`` frame so runpy's and memray's own frames never show."""
         if self._used:
             raise RuntimeError("Tracker instances cannot be reused")
-        if _memray.is_tracking():
+        # A followed child that starts a Tracker of its own: the program's
+        # Tracker takes over from the one memray started for the child.
+        if _memray.is_tracking() and not _children.stop_child_tracker():
             raise RuntimeError("No more than one Tracker instance can be active at the same time")
         self._used = True
         dest = self._destination
         to_file = isinstance(dest, FileDestination)
         sink, self._socket = self._socket, None
+        session = self._children_session() if self._follow_children else None
         _memray.start(
             self._path,
             overwrite=dest.overwrite if to_file else False,
@@ -254,13 +272,20 @@ class Tracker:
             aggregated=self._file_format == FileFormat.AGGREGATED_ALLOCATIONS,
             native=self._native_traces,
             trace_pymalloc=self._trace_python_allocators,
-            follow_fork=self._follow_fork,
+            follow_fork=self._follow_fork or self._follow_children,
             interval_ms=self._memory_interval_ms,
-            command_line=" ".join(sys.argv),
+            command_line=(
+                self._command_line if self._command_line is not None else " ".join(sys.argv)
+            ),
             python_allocator=int(_python_allocator()),
             boundary_frame=boundary,
             sink=sink,
+            fork_base=session.base if session is not None else None,
+            parent_pid=session.parent if session is not None else 0,
         )
+        self._active = True
+        if session is not None:
+            _children.export(session)
         for thread in threading.enumerate():
             if thread.native_id is not None:
                 _memray.set_thread_name(thread.native_id, thread.name)
@@ -280,6 +305,11 @@ class Tracker:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if self._follow_children:
+            _children.unexport()
         threading.setprofile(self._previous_profile)
         _record_thread_renames(False)
         _stop_following_greenlets(self._greenlet_watcher)
@@ -303,6 +333,28 @@ class Tracker:
                 "recorded until then"
             )
         warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def _follow_as_child(self, session: _children.Session, *, parent: int, image: int) -> None:
+        """This Tracker tracks a child of ``session`` (memray_children.pth)."""
+        self._child_of = (session, parent, image)
+
+    def _children_session(self) -> _children.Session:
+        """What this process's children inherit: a new session for a Tracker
+        the program started, the inherited one (now naming this process) for
+        a followed child."""
+        if self._child_of is not None:
+            session, parent, image = self._child_of
+            return dataclasses.replace(session, pid=os.getpid(), parent=parent, image=image)
+        dest = self._destination
+        assert isinstance(dest, FileDestination)
+        return _children.new_session(
+            self._path,
+            native=self._native_traces,
+            trace_python_allocators=self._trace_python_allocators,
+            aggregated=self._file_format == FileFormat.AGGREGATED_ALLOCATIONS,
+            interval_ms=self._memory_interval_ms,
+            compress=dest.compress_on_exit,
+        )
 
 
 class TrackingStartError(Exception):

@@ -97,6 +97,7 @@ static void test_header_fields(void)
     CHECK_EQ(h->flags, MR_FLAG_NATIVE | MR_FLAG_PYALLOC);
     CHECK_EQ(h->python_allocator, MR_PYALLOC_PYMALLOC);
     CHECK_EQ(h->pid, 4242);
+    CHECK_EQ(h->parent_pid, 0); /* the reserved zero of older captures */
     CHECK_EQ(h->main_tid, 7);
     CHECK_EQ(h->start_ms, 1700000000000ull);
     CHECK_EQ(h->py_hexversion, 0x030B07F0);

@@ -35,6 +35,7 @@ static void write_sample(const char *path, int buffered)
     mr_header_info_t info = {.flags = 0,
                              .python_allocator = MR_PYALLOC_PYMALLOC,
                              .pid = 0x1234,
+                             .parent_pid = 0x1233,
                              .main_tid = 0x1235,
                              .start_ms = 1000,
                              .py_hexversion = 0x030B07F0,
@@ -82,6 +83,7 @@ static void check_sample(const char *path)
     CHECK(memcmp(b, MR_MAGIC, MR_MAGIC_LEN) == 0);
     CHECK_EQ(mr_get_u16(b + MR_HOFF_VERSION), MR_FORMAT_VERSION);
     CHECK_EQ(mr_get_u32(b + MR_HOFF_PID), 0x1234);
+    CHECK_EQ(mr_get_u32(b + MR_HOFF_PARENT_PID), 0x1233);
     CHECK_EQ(mr_get_u32(b + MR_HOFF_MAIN_TID), 0x1235);
     CHECK_EQ(mr_get_u64(b + MR_HOFF_START_MS), 1000);
     CHECK_EQ(mr_get_u32(b + MR_HOFF_CMDLINE_LEN), 4);

@@ -238,9 +238,10 @@ static PyObject *pass_header(pass_object_t *self, void *closure)
     (void)closure;
     const mr_header_t *h = mr_reader_header(self->r);
     return Py_BuildValue(
-        "{s:I,s:I,s:I,s:k,s:k,s:K,s:k,s:k,s:N,s:O,s:O,s:O,s:O}", "version", (unsigned)h->version,
-        "flags", (unsigned)h->flags, "python_allocator", (unsigned)h->python_allocator, "pid",
-        (unsigned long)h->pid, "main_tid", (unsigned long)h->main_tid, "start_ms",
+        "{s:I,s:I,s:I,s:k,s:k,s:k,s:K,s:k,s:k,s:N,s:O,s:O,s:O,s:O}", "version",
+        (unsigned)h->version, "flags", (unsigned)h->flags, "python_allocator",
+        (unsigned)h->python_allocator, "pid", (unsigned long)h->pid, "parent_pid",
+        (unsigned long)h->parent_pid, "main_tid", (unsigned long)h->main_tid, "start_ms",
         (unsigned long long)h->start_ms, "py_hexversion", (unsigned long)h->py_hexversion,
         "interval_ms", (unsigned long)h->interval_ms, "command_line",
         mr_pystr(h->command_line, (Py_ssize_t)h->command_line_len), "native",

@@ -112,29 +112,20 @@ static PyTypeObject SocketSinkType = {
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     (void)self;
-    static char *kwlist[] = {"path",
-                             "overwrite",
-                             "buffered",
-                             "compress",
-                             "aggregated",
-                             "native",
-                             "trace_pymalloc",
-                             "follow_fork",
-                             "interval_ms",
-                             "command_line",
-                             "python_allocator",
-                             "boundary_frame",
-                             "sink",
-                             NULL};
+    static char *kwlist[] = {"path",        "overwrite",    "buffered",         "compress",
+                             "aggregated",  "native",       "trace_pymalloc",   "follow_fork",
+                             "interval_ms", "command_line", "python_allocator", "boundary_frame",
+                             "sink",        "fork_base",    "parent_pid",       NULL};
     PyObject *path_arg, *path_obj, *boundary = Py_None, *sink_arg = Py_None;
     int overwrite = 0, buffered = 0, compress = 1, aggregated = 0, native = 0, pymalloc = 0,
         follow_fork = 0, python_allocator = 0;
     unsigned int interval_ms = 10;
-    const char *command_line = "";
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pppppppIsiOO", kwlist, &path_arg, &overwrite,
-                                     &buffered, &compress, &aggregated, &native, &pymalloc,
-                                     &follow_fork, &interval_ms, &command_line, &python_allocator,
-                                     &boundary, &sink_arg))
+    unsigned int parent_pid = 0;
+    const char *command_line = "", *fork_base = NULL;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "O|$pppppppIsiOOzI", kwlist, &path_arg, &overwrite, &buffered, &compress,
+            &aggregated, &native, &pymalloc, &follow_fork, &interval_ms, &command_line,
+            &python_allocator, &boundary, &sink_arg, &fork_base, &parent_pid))
         return NULL;
     socket_sink_object_t *sink = NULL;
     if (sink_arg != Py_None) {
@@ -165,6 +156,8 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
         .native = native,
         .trace_pymalloc = pymalloc,
         .follow_fork = follow_fork,
+        .fork_base = fork_base,
+        .parent_pid = parent_pid,
         .interval_ms = interval_ms,
         .command_line = command_line,
         .python_allocator = python_allocator,

@@ -32,7 +32,9 @@ enum {
     MR_HOFF_PY_HEXVERSION = 32, /* u32, PY_VERSION_HEX of the tracked Python */
     MR_HOFF_INTERVAL_MS = 36,   /* u32, memory_interval_ms */
     MR_HOFF_CMDLINE_LEN = 40,   /* u32 */
-    MR_HOFF_RESERVED = 44,      /* u32, zero */
+    MR_HOFF_PARENT_PID = 44,    /* u32, pid of the tracked process this one descends
+                                 * from (follow_fork/follow_children), 0: none;
+                                 * zero (reserved) in older captures */
 };
 
 #define MR_FLAG_NATIVE 0x1u     /* ALLOC records carry a native stack id */

@@ -22,6 +22,14 @@
 #include "format.h"
 #include "tracker.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define MR_TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MR_TSAN_BUILD 1
+#endif
+#endif
+
 #if defined(__x86_64__)
 #define R_JUMP_SLOT R_X86_64_JUMP_SLOT
 #define R_GLOB_DAT R_X86_64_GLOB_DAT
@@ -427,10 +435,28 @@ static const hook_t hooks[] = {
 
 static int resolved;
 
+/* fork(): a patch pass runs inside dl_iterate_phdr, which holds the loader's
+ * lock, and glibc does not reset that lock in a child: a fork during another
+ * thread's pass (a start, a stop, a dlopen) would leave it held for good, and
+ * the child would hang in its next dl_iterate_phdr (its stop's uninstall, a
+ * native unwind). So fork waits for the pass to end; the child starts with a
+ * fresh patch lock (mr_hooks_after_fork_child). */
+static void fork_prepare(void)
+{
+    mr_mutex_lock(&patch_lock);
+}
+
+static void fork_parent(void)
+{
+    mr_mutex_unlock(&patch_lock);
+}
+
+/* patch_lock held; once. */
 static void resolve_real(void)
 {
     for (size_t i = 0; i < N_HOOKS; i++)
         *hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name);
+    pthread_atfork(fork_prepare, fork_parent, NULL);
     resolved = 1;
 }
 
@@ -538,6 +564,14 @@ static int skipped(const char *name)
     for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
         if (strstr(name, skip[i]) != NULL)
             return 1;
+#if defined(MR_TSAN_BUILD)
+    /* ThreadSanitizer builds only: TSan's runtime calls into libc before it
+     * has set up a new thread (pthread_getattr_np reallocs at thread start),
+     * and an instrumented hook crashes there. libc's own allocations go
+     * unrecorded in these builds; every other object's calls are hooked. */
+    if (strstr(name, "/libc.so") != NULL)
+        return 1;
+#endif
     return 0;
 }
 

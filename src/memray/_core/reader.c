@@ -270,6 +270,7 @@ static int read_header(mr_reader_t *r, char *err, size_t errlen)
     hd->flags = mr_get_u16(h + MR_HOFF_FLAGS);
     hd->python_allocator = h[MR_HOFF_PYALLOC];
     hd->pid = mr_get_u32(h + MR_HOFF_PID);
+    hd->parent_pid = mr_get_u32(h + MR_HOFF_PARENT_PID);
     hd->main_tid = mr_get_u32(h + MR_HOFF_MAIN_TID);
     hd->start_ms = mr_get_u64(h + MR_HOFF_START_MS);
     hd->py_hexversion = mr_get_u32(h + MR_HOFF_PY_HEXVERSION);
@@ -1179,10 +1180,10 @@ int mr_reader_format_header(const mr_reader_t *r, char *buf, size_t len)
         buf[0] = '\0';
     const mr_header_t *h = &r->hdr;
     outf(&o,
-         "HEADER version=%u flags=0x%x python_allocator=%u pid=%" PRIu32 " main_tid=%" PRIu32
-         " start_ms=%" PRIu64 " python=0x%08" PRIx32 " interval_ms=%" PRIu32
+         "HEADER version=%u flags=0x%x python_allocator=%u pid=%" PRIu32 " parent_pid=%" PRIu32
+         " main_tid=%" PRIu32 " start_ms=%" PRIu64 " python=0x%08" PRIx32 " interval_ms=%" PRIu32
          " compressed=%d command_line=",
-         h->version, h->flags, h->python_allocator, h->pid, h->main_tid, h->start_ms,
+         h->version, h->flags, h->python_allocator, h->pid, h->parent_pid, h->main_tid, h->start_ms,
          h->py_hexversion, h->interval_ms, mr_reader_compressed(r));
     outq(&o, h->command_line ? h->command_line : "", h->command_line_len);
     return (int)o.used;

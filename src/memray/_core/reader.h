@@ -27,6 +27,7 @@ typedef struct mr_header {
     uint16_t flags;           /* MR_FLAG_* */
     uint8_t python_allocator; /* MR_PYALLOC_* as written (may be unknown) */
     uint32_t pid;
+    uint32_t parent_pid; /* 0: none (a root capture, or an older one) */
     uint32_t main_tid;
     uint64_t start_ms; /* unix time in ms */
     uint32_t py_hexversion;

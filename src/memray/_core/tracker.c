@@ -47,24 +47,26 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
  * otherwise. */
 static struct {
     mr_mutex_t lock; /* the writer lock */
-    int started;   /* between start and stop (GIL-holding callers only) */
-    int failed;    /* errno that stopped recording early, 0 if none */
-    int inherited; /* forked child not following: the capture is the parent's */
+    int started;     /* between start and stop (GIL-holding callers only) */
+    int failed;      /* errno that stopped recording early, 0 if none */
+    int inherited;   /* forked child not following: the capture is the parent's */
     mr_writer_t writer;
     mr_agg_t *agg;             /* aggregated captures: the events fold in here */
-    uint64_t generation;       /* bumped per capture: invalidates per-thread caches */
+    uint64_t generation;       /* bumped per capture: invalidates per-thread caches;
+                                * written atomically, hooks read it unlocked */
     mr_tracker_options_t opts; /* strings owned (copies) */
     char *path;                /* the file this process writes */
     int socket;                /* the capture streams to a live reader (no file) */
     uint64_t flushed_at;       /* socket: stream size at the end of the last flush */
     uint64_t snap_ms;          /* ms_since_start of the last memory snapshot */
     int snapped;               /* a snapshot was written to this capture */
-    uint16_t flags;
+    uint16_t flags;            /* MR_FLAG_*; set by start, atomically: hooks read it unlocked */
     uint64_t start_mono_ns;
     /* sampler: its own mutex and condition so stop can wake it */
     pthread_mutex_t sampler_lock;
     pthread_cond_t sampler_cond;
     int sampler_stop;    /* sampler_lock */
+    int sampler_ready;   /* sampler_lock: the thread is set up and waiting */
     int sampler_running; /* GIL-holding callers and fork child */
     int sampler_pending; /* a followed fork child: start it once out of fork() */
     pthread_t sampler;
@@ -99,6 +101,12 @@ static uint64_t ms_since_start(void)
     return (now_ns(CLOCK_MONOTONIC) - g.start_mono_ns) / 1000000u;
 }
 
+/* The thread is exiting (its key's destructor). Its guard stays raised: the
+ * destructors that run after this one (libunwind frees its trace cache in the
+ * last round) would otherwise make thread_get() build a new state that
+ * nothing frees, a leak per exiting thread; under ThreadSanitizer that round
+ * comes after TSan has finished the thread, and allocating there crashes.
+ * What the thread frees from here on goes unrecorded. */
 static void thread_destroy(void *arg)
 {
     mr_thread_t *t = arg;
@@ -108,15 +116,34 @@ static void thread_destroy(void *arg)
     mr_pystack_cache_free(&t->py);
     mr_native_cache_free(&t->native);
     free(t);
-    mr_tracker_guard--;
 }
 
 static void atfork_prepare(void);
 static void atfork_parent(void);
 static void atfork_child(void);
 
+/* Native unwinds hold this for reading, fork() for writing (atfork_prepare).
+ * libunwind reads the loaded objects with dl_iterate_phdr, which holds the
+ * loader's lock meanwhile, and glibc does not reset that lock in a child: a
+ * fork landing during another thread's unwind left it held for good, and the
+ * child hung in its first dl_iterate_phdr (its MAPPINGS record in
+ * child_after_fork_locked, or its own first unwind); found by
+ * tests/tsan/stress.c. Writers first, so a steady stream of unwinds cannot
+ * starve fork. Never nested in another lock. */
+static pthread_rwlock_t unwind_lock;
+
+static void unwind_lock_init(void)
+{
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&unwind_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+}
+
 static void init_once(void)
 {
+    unwind_lock_init();
     pthread_key_create(&thread_key, thread_destroy);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
@@ -136,11 +163,15 @@ static mr_thread_t *thread_get(void)
     return t;
 }
 
-/* The thread id the calling thread's records carry. */
+/* The thread id the calling thread's records carry. Called without the
+ * lock: g.session is read atomically (a start may bump it meanwhile; a stale
+ * value only makes a greenlet id of the session that just ended miss or
+ * match once, and those records fail the generation check). */
 static inline uint32_t record_tid(const mr_thread_t *t)
 {
-    return MR_UNLIKELY(t->greenlet_session == g.session && t->greenlet_tid != 0) ? t->greenlet_tid
-                                                                                 : t->tid;
+    uint32_t session = __atomic_load_n(&g.session, __ATOMIC_RELAXED);
+    return MR_UNLIKELY(t->greenlet_session == session && t->greenlet_tid != 0) ? t->greenlet_tid
+                                                                               : t->tid;
 }
 
 void mr_tracker_set_greenlet_tid(uint32_t tid)
@@ -173,16 +204,22 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
     uint64_t generation = __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
     uint32_t tid = record_tid(t);
     int rc = mr_pystack_walk(&t->py, tid, generation);
-    int native = g.flags & MR_FLAG_NATIVE;
-    if (native)
+    /* Unlocked, so atomic (start writes it while hooks run): it may still be
+     * the last session's; the lock re-checks it below. */
+    int native = __atomic_load_n(&g.flags, __ATOMIC_RELAXED) & MR_FLAG_NATIVE;
+    if (native) {
+        pthread_rwlock_rdlock(&unwind_lock);
         mr_native_walk(&t->native, generation);
+        pthread_rwlock_unlock(&unwind_lock);
+    }
     mr_mutex_lock(&g.lock);
     if (!mr_tracker_active || t->py.generation != g.generation)
         goto unlock;
     uint64_t node = 0, native_node = 0;
     if (rc == 0)
         rc = mr_pystack_resolve_locked(&t->py, &g.writer, &node);
-    if (rc == 0 && native)
+    /* Never NATIVE_NODE records into a capture without native stacks. */
+    if (rc == 0 && native && (g.flags & MR_FLAG_NATIVE))
         rc = mr_native_resolve_locked(&t->native, &g.writer, &native_node);
     if (rc == 0) {
         if (g.agg != NULL) {
@@ -224,11 +261,11 @@ out:
 
 void mr_tracker_objects_changed(void)
 {
-    if (!(g.flags & MR_FLAG_NATIVE))
-        return;
+    if (!(__atomic_load_n(&g.flags, __ATOMIC_RELAXED) & MR_FLAG_NATIVE))
+        return; /* unlocked early out, re-checked below */
     mr_tracker_guard++;
     mr_mutex_lock(&g.lock);
-    if (mr_tracker_active) {
+    if (mr_tracker_active && (g.flags & MR_FLAG_NATIVE)) {
         int rc = mr_native_write_mappings_locked(&g.writer);
         if (rc < 0)
             fail_locked(rc);
@@ -338,6 +375,8 @@ static void *sampler_main(void *arg)
     struct timespec next = next_snapshot_locked();
     mr_mutex_unlock(&g.lock);
     pthread_mutex_lock(&g.sampler_lock);
+    g.sampler_ready = 1;
+    pthread_cond_broadcast(&g.sampler_cond);
     while (!g.sampler_stop) {
         int rc = 0;
         while (!g.sampler_stop && rc != ETIMEDOUT)
@@ -365,6 +404,7 @@ static int sampler_start(void)
     pthread_cond_init(&g.sampler_cond, &ca);
     pthread_condattr_destroy(&ca);
     g.sampler_stop = 0;
+    g.sampler_ready = 0;
     /* Signals are for the program's threads, never for this one. */
     sigset_t all, old;
     sigfillset(&all);
@@ -373,6 +413,17 @@ static int sampler_start(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
         return -rc;
+    /* Wait until the thread is set up. Until then it may be inside the
+     * allocator (its C library and a sanitizer's runtime allocate while a
+     * thread starts), and a fork() meanwhile would leave the child an
+     * allocator lock that no thread of the child will ever release; once it
+     * waits here it only sleeps, or works under the writer lock, which fork()
+     * takes (seen with AddressSanitizer: a child forked right after the start
+     * hung in its first allocation, 1 run in 6). */
+    pthread_mutex_lock(&g.sampler_lock);
+    while (!g.sampler_ready)
+        pthread_cond_wait(&g.sampler_cond, &g.sampler_lock);
+    pthread_mutex_unlock(&g.sampler_lock);
     g.sampler_running = 1;
     return 0;
 }
@@ -413,6 +464,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
         .flags = g.flags,
         .python_allocator = (uint8_t)g.opts.python_allocator,
         .pid = (uint32_t)getpid(),
+        .parent_pid = g.opts.parent_pid,
         .main_tid = mr_tracker_gettid(),
         .start_ms = now_ns(CLOCK_REALTIME) / 1000000u,
         .py_hexversion = mr_pystack_python_hexversion(),
@@ -433,7 +485,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
         discard_capture(path);
         return rc;
     }
-    g.generation++;
+    __atomic_add_fetch(&g.generation, 1, __ATOMIC_RELAXED); /* read unlocked by hooks */
     mr_pystack_reset_locked();
     mr_native_reset_locked();
     if (g.flags & MR_FLAG_NATIVE) {
@@ -451,8 +503,9 @@ static void free_options(void)
 {
     free((char *)g.opts.path);
     free((char *)g.opts.command_line);
+    free((char *)g.opts.fork_base);
     free(g.path);
-    g.opts.path = g.opts.command_line = NULL;
+    g.opts.path = g.opts.command_line = g.opts.fork_base = NULL;
     g.path = NULL;
 }
 
@@ -470,17 +523,22 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     g.opts = *opts;
     g.opts.path = strdup(opts->path);
     g.opts.command_line = strdup(opts->command_line ? opts->command_line : "");
+    g.opts.fork_base = strdup(opts->fork_base ? opts->fork_base : opts->path);
     g.path = strdup(opts->path);
     if (g.opts.interval_ms == 0)
         g.opts.interval_ms = 10;
-    g.flags = (uint16_t)((opts->native ? MR_FLAG_NATIVE : 0) |
-                         (opts->trace_pymalloc ? MR_FLAG_PYALLOC : 0) |
-                         (opts->aggregated ? MR_FLAG_AGGREGATED : 0));
+    /* Atomic: hooks of threads still racing with the last stop read it. */
+    __atomic_store_n(&g.flags,
+                     (uint16_t)((opts->native ? MR_FLAG_NATIVE : 0) |
+                                (opts->trace_pymalloc ? MR_FLAG_PYALLOC : 0) |
+                                (opts->aggregated ? MR_FLAG_AGGREGATED : 0)),
+                     __ATOMIC_RELAXED);
     g.failed = 0;
     g.inherited = 0;
     g.opts.sink = NULL;
     __atomic_add_fetch(&g.session, 1, __ATOMIC_RELAXED); /* greenlet ids of the last one end */
-    if (g.opts.path == NULL || g.opts.command_line == NULL || g.path == NULL) {
+    if (g.opts.path == NULL || g.opts.command_line == NULL || g.opts.fork_base == NULL ||
+        g.path == NULL) {
         mr_sink_abandon(given);
         rc = -ENOMEM;
         goto fail;
@@ -572,7 +630,7 @@ int mr_tracker_stop(void)
     }
     mr_pystack_reset_locked();
     mr_native_reset_locked();
-    g.generation++;
+    __atomic_add_fetch(&g.generation, 1, __ATOMIC_RELAXED); /* read unlocked by hooks */
     mr_mutex_unlock(&g.lock);
     mr_hooks_uninstall();
     mr_sink_inject_failure(0); /* a test's fault ends with its session */
@@ -620,17 +678,22 @@ const char *mr_tracker_path(void)
 /* The forking thread's id in the parent: the child's only thread gets a new
  * one. Written by the forking thread with the writer lock held. */
 static uint32_t fork_tid;
+/* The forking process's pid: a followed child records it as its parent. */
+static uint32_t fork_parent_pid;
 
 static void atfork_prepare(void)
 {
     mr_tracker_guard++;
+    pthread_rwlock_wrlock(&unwind_lock); /* no unwind is inside dl_iterate_phdr */
     mr_mutex_lock(&g.lock);
     fork_tid = mr_tracker_gettid();
+    fork_parent_pid = (uint32_t)getpid();
 }
 
 static void atfork_parent(void)
 {
     mr_mutex_unlock(&g.lock);
+    pthread_rwlock_unlock(&unwind_lock);
     mr_tracker_guard--;
 }
 
@@ -669,15 +732,16 @@ static void child_after_fork_locked(void)
         mr_agg_destroy(g.agg);
         g.agg = NULL;
     }
-    size_t len = strlen(g.opts.path) + 32;
+    size_t len = strlen(g.opts.fork_base) + 32;
     char *child_path = malloc(len);
     if (child_path == NULL) {
         g.inherited = 1; /* nothing open: stop just releases */
         return;
     }
-    snprintf(child_path, len, "%s.%d", g.opts.path, (int)getpid());
+    snprintf(child_path, len, "%s.%d", g.opts.fork_base, (int)getpid());
     free(g.path);
     g.path = child_path;
+    g.opts.parent_pid = fork_parent_pid;
     g.failed = 0;
     int rc = open_capture_locked(g.path, 1, 0, NULL);
     if (rc == 0) {
@@ -697,5 +761,8 @@ static void atfork_child(void)
 {
     child_after_fork_locked();
     mr_mutex_unlock(&g.lock);
+    /* A fresh one: readers that waited in the parent left their count in it
+     * (an unlock here left the child's first unwind waiting for good). */
+    unwind_lock_init();
     mr_tracker_guard--;
 }

@@ -47,7 +47,10 @@ typedef struct mr_tracker_options {
     int aggregated;           /* FileFormat.AGGREGATED_ALLOCATIONS */
     int native;               /* record native stacks */
     int trace_pymalloc;       /* wrap the pymalloc domains (GIL held at start) */
-    int follow_fork;          /* forked children write <path>.<pid> */
+    int follow_fork;          /* forked children write <fork_base>.<pid> */
+    const char *fork_base;    /* NULL: path (follow_children: the root's path) */
+    uint32_t parent_pid;      /* recorded in the header: the tracked process this
+                               * one descends from, 0: none */
     unsigned interval_ms;     /* memory sampling period */
     const char *command_line; /* recorded in the header */
     int python_allocator;     /* MR_PYALLOC_* */

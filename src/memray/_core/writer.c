@@ -25,6 +25,7 @@ int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info
     mr_put_u32(h + MR_HOFF_PY_HEXVERSION, info->py_hexversion);
     mr_put_u32(h + MR_HOFF_INTERVAL_MS, info->interval_ms);
     mr_put_u32(h + MR_HOFF_CMDLINE_LEN, (uint32_t)info->command_line_len);
+    mr_put_u32(h + MR_HOFF_PARENT_PID, info->parent_pid);
     int rc = mr_sink_write(sink, h, sizeof h);
     if (rc == 0 && info->command_line_len > 0)
         rc = mr_sink_write(sink, info->command_line, info->command_line_len);

@@ -16,6 +16,7 @@ typedef struct mr_header_info {
     uint16_t flags; /* MR_FLAG_* */
     uint8_t python_allocator;
     uint32_t pid;
+    uint32_t parent_pid; /* tracked process this one descends from, 0: none */
     uint32_t main_tid;
     uint64_t start_ms;
     uint32_t py_hexversion;

@@ -17,6 +17,7 @@ import zipfile
 from types import FrameType, TracebackType
 from typing import Any
 
+from memray import _children
 from memray._tracker import StartOnEntry, TrackingStartError
 
 from .common import CommandError, one_line
@@ -53,6 +54,13 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
         help="Print nothing besides the program's own output",
     )
     add_tracking_options(parser)
+    parser.add_argument(
+        "--follow-children",
+        action="store_true",
+        default=False,
+        help="Also record every Python process the program starts (fork, multiprocessing, "
+        "subprocess), each into FILE.<pid>, and list the files written (implies --follow-fork)",
+    )
     parser.add_argument(
         "--aggregate",
         action="store_true",
@@ -174,6 +182,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             native_traces=args.native,
             follow_fork=args.follow_fork,
             trace_python_allocators=args.trace_python_allocators,
+            follow_children=args.follow_children,
             **kwargs,
         )
     except FileExistsError:
@@ -184,6 +193,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.quiet:
         print(f"Writing profile results into {output}", flush=True)
     pid = os.getpid()
+    before = _children.capture_files(output) if args.follow_children else {}
     status = program.run_tracked(tracker)
     if not args.quiet and os.getpid() == pid and program.started:
         # After the program's own output, which may sit in a buffer.
@@ -195,7 +205,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"{launcher} flamegraph {output}",
             flush=True,
         )
+        if args.follow_children:
+            _print_captures(output, before)
     return status.finish()
+
+
+def _print_captures(output: str, before: dict[str, tuple[int, int, int]]) -> None:
+    """The files of the program and its followed children, one per line, named
+    like the output was given (a child still running may still be writing)."""
+    directory = os.path.dirname(os.path.abspath(output))
+    written = _children.written_since(output, before)
+    print("\n[memray] Captures written (the program's, then one per child process):")
+    for path in written:
+        print(os.path.join(os.path.dirname(output), os.path.relpath(path, directory)))
+    sys.stdout.flush()
 
 
 # Options that make no sense without a capture file: refused with live modes.
@@ -203,6 +226,7 @@ _FILE_ONLY_OPTIONS = (
     ("output", "-o/--output"),
     ("aggregate", "--aggregate"),
     ("follow_fork", "--follow-fork"),
+    ("follow_children", "--follow-children"),
     ("buffered_file_io", "--buffered-file-io"),
 )
 
