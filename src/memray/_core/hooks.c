@@ -41,7 +41,11 @@
 #endif
 
 /* Real functions: written once by resolve_real() before the first patch,
- * read-only afterwards. */
+ * read-only afterwards. A hook is reached only through a slot patched after
+ * that, but a PLT stub's load of the slot orders nothing that the C memory
+ * model (or TSan) sees, so both sides are atomic (plain moves on x86_64 and
+ * aarch64): REAL(fn). A hook of a thread that was running before the first
+ * start read real.* racing with resolve_real() (tests/tsan/stress.c). */
 static struct {
     void *(*malloc)(size_t);
     void (*free)(void *);
@@ -63,6 +67,7 @@ static struct {
     int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
     int (*pthread_setname_np)(pthread_t, const char *);
 } real;
+#define REAL(fn) __atomic_load_n(&real.fn, __ATOMIC_RELAXED)
 
 #define RECORD_ALLOC(p, size, kind)                                                                \
     do {                                                                                           \
@@ -78,7 +83,7 @@ static struct {
 
 static void *hook_malloc(size_t size)
 {
-    void *p = real.malloc(size);
+    void *p = REAL(malloc)(size);
     RECORD_ALLOC(p, size, MR_MALLOC);
     return p;
 }
@@ -86,12 +91,12 @@ static void *hook_malloc(size_t size)
 static void hook_free(void *p)
 {
     RECORD_FREE(p, MR_FREE);
-    real.free(p);
+    REAL(free)(p);
 }
 
 static void *hook_calloc(size_t n, size_t size)
 {
-    void *p = real.calloc(n, size);
+    void *p = REAL(calloc)(n, size);
     RECORD_ALLOC(p, n * size, MR_CALLOC);
     return p;
 }
@@ -102,7 +107,7 @@ static void *hook_calloc(size_t n, size_t size)
 static void *hook_realloc(void *old, size_t size)
 {
     RECORD_FREE(old, MR_FREE);
-    void *p = real.realloc(old, size);
+    void *p = REAL(realloc)(old, size);
     RECORD_ALLOC(p, size, MR_REALLOC);
     return p;
 }
@@ -111,16 +116,16 @@ static void *hook_reallocarray(void *old, size_t n, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total))
-        return real.reallocarray(old, n, size); /* fails with ENOMEM */
+        return REAL(reallocarray)(old, n, size); /* fails with ENOMEM */
     RECORD_FREE(old, MR_FREE);
-    void *p = real.reallocarray(old, n, size);
+    void *p = REAL(reallocarray)(old, n, size);
     RECORD_ALLOC(p, total, MR_REALLOC);
     return p;
 }
 
 static int hook_posix_memalign(void **out, size_t align, size_t size)
 {
-    int rc = real.posix_memalign(out, align, size);
+    int rc = REAL(posix_memalign)(out, align, size);
     if (rc == 0)
         RECORD_ALLOC(*out, size, MR_POSIX_MEMALIGN);
     return rc;
@@ -128,28 +133,28 @@ static int hook_posix_memalign(void **out, size_t align, size_t size)
 
 static void *hook_aligned_alloc(size_t align, size_t size)
 {
-    void *p = real.aligned_alloc(align, size);
+    void *p = REAL(aligned_alloc)(align, size);
     RECORD_ALLOC(p, size, MR_ALIGNED_ALLOC);
     return p;
 }
 
 static void *hook_memalign(size_t align, size_t size)
 {
-    void *p = real.memalign(align, size);
+    void *p = REAL(memalign)(align, size);
     RECORD_ALLOC(p, size, MR_MEMALIGN);
     return p;
 }
 
 static void *hook_valloc(size_t size)
 {
-    void *p = real.valloc(size);
+    void *p = REAL(valloc)(size);
     RECORD_ALLOC(p, size, MR_VALLOC);
     return p;
 }
 
 static void *hook_pvalloc(size_t size)
 {
-    void *p = real.pvalloc(size);
+    void *p = REAL(pvalloc)(size);
     /* The requested size, as for every allocator (and as memray 1.x records
      * it), though pvalloc hands out whole pages. */
     RECORD_ALLOC(p, size, MR_PVALLOC);
@@ -158,7 +163,7 @@ static void *hook_pvalloc(size_t size)
 
 static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    void *p = real.mmap(addr, len, prot, flags, fd, off);
+    void *p = REAL(mmap)(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED && mr_tracker_wants())
         mr_tracker_record_alloc(p, len, MR_MMAP);
     return p;
@@ -166,7 +171,7 @@ static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_
 
 static void *hook_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    void *p = real.mmap64(addr, len, prot, flags, fd, off);
+    void *p = REAL(mmap64)(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED && mr_tracker_wants())
         mr_tracker_record_alloc(p, len, MR_MMAP);
     return p;
@@ -176,19 +181,19 @@ static int hook_munmap(void *addr, size_t len)
 {
     if (addr != NULL && mr_tracker_wants())
         mr_tracker_record_free(addr, MR_MUNMAP, len);
-    return real.munmap(addr, len);
+    return REAL(munmap)(addr, len);
 }
 
 static void hook_free_sized(void *p, size_t size)
 {
     RECORD_FREE(p, MR_FREE);
-    real.free_sized(p, size);
+    REAL(free_sized)(p, size);
 }
 
 static void hook_free_aligned_sized(void *p, size_t align, size_t size)
 {
     RECORD_FREE(p, MR_FREE);
-    real.free_aligned_sized(p, align, size);
+    REAL(free_aligned_sized)(p, align, size);
 }
 
 static int patch_all(int restore);
@@ -297,7 +302,7 @@ static void *dlopen_in(const char *list, const struct link_map *owner, const cha
             path[n++] = '/';
             memcpy(path + n, file, flen + 1);
             if (access(path, F_OK) == 0) {
-                void *h = real.dlopen(path, flags);
+                void *h = REAL(dlopen)(path, flags);
                 if (h != NULL)
                     return h;
             }
@@ -335,8 +340,8 @@ static void *dlopen_as(const char *file, int flags, const void *caller)
     struct link_map *lm = NULL;
     if (file == NULL || strchr(file, '/') != NULL ||
         dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) == 0 || lm == NULL)
-        return real.dlopen(file, flags);
-    void *h = real.dlopen(file, flags | RTLD_NOLOAD);
+        return REAL(dlopen)(file, flags);
+    void *h = REAL(dlopen)(file, flags | RTLD_NOLOAD);
     if (h != NULL)
         return h;
     const char *runpath = dyn_string(lm, DT_RUNPATH);
@@ -354,7 +359,7 @@ static void *dlopen_as(const char *file, int flags, const void *caller)
         return h;
     if ((h = dlopen_in(runpath, lm, file, flags)) != NULL)
         return h;
-    return real.dlopen(file, flags);
+    return REAL(dlopen)(file, flags);
 }
 
 /* A library loaded while tracking gets its slots patched before anyone can
@@ -376,7 +381,7 @@ static void *hook_dlopen(const char *file, int flags)
 
 static int hook_dlclose(void *handle)
 {
-    int rc = real.dlclose(handle);
+    int rc = REAL(dlclose)(handle);
     if (rc == 0 && __atomic_load_n(&installed, __ATOMIC_RELAXED))
         mr_tracker_objects_changed();
     return rc;
@@ -385,7 +390,7 @@ static int hook_dlclose(void *handle)
 static int hook_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
                       unsigned long a5)
 {
-    int rc = real.prctl(option, a2, a3, a4, a5);
+    int rc = REAL(prctl)(option, a2, a3, a4, a5);
     if (rc == 0 && option == PR_SET_NAME && a2 != 0 && mr_tracker_wants())
         mr_tracker_record_thread_name(0, (const char *)a2, strnlen((const char *)a2, 16));
     return rc;
@@ -394,7 +399,7 @@ static int hook_prctl(int option, unsigned long a2, unsigned long a3, unsigned l
 /* glibc names the calling thread by writing /proc, not through prctl. */
 static int hook_pthread_setname_np(pthread_t th, const char *name)
 {
-    int rc = real.pthread_setname_np(th, name);
+    int rc = REAL(pthread_setname_np)(th, name);
     if (rc == 0 && pthread_equal(th, pthread_self()) && mr_tracker_wants())
         mr_tracker_record_thread_name(0, name, strnlen(name, 16));
     return rc;
@@ -455,7 +460,7 @@ static void fork_parent(void)
 static void resolve_real(void)
 {
     for (size_t i = 0; i < N_HOOKS; i++)
-        *hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name);
+        __atomic_store_n(hooks[i].real, dlsym(RTLD_DEFAULT, hooks[i].name), __ATOMIC_RELAXED);
     pthread_atfork(fork_prepare, fork_parent, NULL);
     resolved = 1;
 }

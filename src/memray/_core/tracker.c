@@ -154,6 +154,12 @@ static mr_thread_t *thread_get(void)
     mr_thread_t *t = t_thread;
     if (MR_LIKELY(t != NULL))
         return t;
+    /* thread_key is created by the first start, and a greenlet switch can
+     * come before it (mr_tracker_set_greenlet_tid): pthread_setspecific on a
+     * key never created set key 0, another library's (TSan's own in
+     * tests/tsan/stress.c: its thread-exit countdown then never ended and
+     * joining the thread hung). */
+    pthread_once(&once, init_once);
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
@@ -684,6 +690,10 @@ static uint32_t fork_parent_pid;
 static void atfork_prepare(void)
 {
     mr_tracker_guard++;
+    /* A no-op (init_once registered this handler), but it orders what
+     * init_once set up, in whichever thread ran it, before this fork for
+     * ThreadSanitizer, which cannot see glibc's lock on its handler list. */
+    pthread_once(&once, init_once);
     pthread_rwlock_wrlock(&unwind_lock); /* no unwind is inside dl_iterate_phdr */
     mr_mutex_lock(&g.lock);
     fork_tid = mr_tracker_gettid();
