@@ -150,9 +150,7 @@
   }
 
   function pathOf(node) {
-    const path = [];
-    for (let x = node; x > 0; x = V.parent[x]) path.push(V.frame[x]);
-    return path.reverse();
+    return memray.pathOf(V, node);
   }
 
   // --- Labels and colours ---------------------------------------------------
@@ -353,42 +351,12 @@
   }
 
   function rectAt(px, py) {
-    const list = rows[Math.floor(py / ROW)];
-    if (!list) return -1;
-    let lo = 0;
-    let hi = list.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const i = list[mid];
-      if (px < rects.x[i]) hi = mid - 1;
-      else if (px >= rects.x[i] + rects.w[i]) lo = mid + 1;
-      else return i;
-    }
-    return -1;
+    return memray.rectAt(rects, rows, ROW, px, py);
   }
 
   // --- Tooltips --------------------------------------------------------------
   function showTooltip(ev, func, loc, src, pairs) {
-    tooltip.querySelector(".tt-func").textContent = func;
-    tooltip.querySelector(".tt-loc").textContent = loc;
-    tooltip.querySelector(".tt-src").textContent = src;
-    const tbody = tooltip.querySelector("tbody");
-    tbody.textContent = "";
-    for (const [k, val] of pairs) {
-      const tr = document.createElement("tr");
-      tr.appendChild(memray.el("td", k));
-      tr.appendChild(memray.el("td", val));
-      tbody.appendChild(tr);
-    }
-    tooltip.hidden = false;
-    const pad = 14;
-    let left = ev.clientX + pad;
-    let top = ev.clientY + pad;
-    const r = tooltip.getBoundingClientRect();
-    if (left + r.width > window.innerWidth) left = Math.max(0, ev.clientX - r.width - pad);
-    if (top + r.height > window.innerHeight) top = Math.max(0, ev.clientY - r.height - pad);
-    tooltip.style.left = left + "px";
-    tooltip.style.top = top + "px";
+    memray.showTooltip(tooltip, ev, func, loc, src, pairs);
   }
 
   function hideTooltip() {
@@ -471,13 +439,9 @@
     draw();
   }
 
-  function canvasPoint(ev) {
-    const r = flame.getBoundingClientRect();
-    return [ev.clientX - r.left, ev.clientY - r.top];
-  }
 
   flame.addEventListener("mousemove", (ev) => {
-    const [x, y] = canvasPoint(ev);
+    const [x, y] = memray.canvasPoint(flame, ev);
     const i = rectAt(x, y);
     if (i < 0) hideTooltip();
     else if (rects.rest[i] > 0) restTooltip(ev, i);
@@ -485,7 +449,7 @@
   });
   flame.addEventListener("mouseleave", hideTooltip);
   flame.addEventListener("click", (ev) => {
-    const [x, y] = canvasPoint(ev);
+    const [x, y] = memray.canvasPoint(flame, ev);
     const i = rectAt(x, y);
     if (i >= 0) zoomTo(rects.node[i]);
   });

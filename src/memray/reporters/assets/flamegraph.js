@@ -239,9 +239,7 @@
   }
 
   function pathOf(node) {
-    const path = [];
-    for (let x = node; x > 0; x = V.parent[x]) path.push(V.frame[x]);
-    return path.reverse();
+    return memray.pathOf(V, node);
   }
 
   // --- Labels and colours -----------------------------------------------------
@@ -482,43 +480,12 @@
   }
 
   function rectAt(px, py) {
-    const row = Math.floor(py / ROW);
-    const list = rows[row];
-    if (!list) return -1;
-    let lo = 0;
-    let hi = list.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const i = list[mid];
-      if (px < rects.x[i]) hi = mid - 1;
-      else if (px >= rects.x[i] + rects.w[i]) lo = mid + 1;
-      else return i;
-    }
-    return -1;
+    return memray.rectAt(rects, rows, ROW, px, py);
   }
 
   // --- Tooltips ------------------------------------------------------------------
   function showTooltip(ev, func, loc, src, pairs) {
-    tooltip.querySelector(".tt-func").textContent = func;
-    tooltip.querySelector(".tt-loc").textContent = loc;
-    tooltip.querySelector(".tt-src").textContent = src;
-    const tbody = tooltip.querySelector("tbody");
-    tbody.textContent = "";
-    for (const [k, val] of pairs) {
-      const tr = document.createElement("tr");
-      tr.appendChild(memray.el("td", k));
-      tr.appendChild(memray.el("td", val));
-      tbody.appendChild(tr);
-    }
-    tooltip.hidden = false;
-    const pad = 14;
-    let left = ev.clientX + pad;
-    let top = ev.clientY + pad;
-    const r = tooltip.getBoundingClientRect();
-    if (left + r.width > window.innerWidth) left = Math.max(0, ev.clientX - r.width - pad);
-    if (top + r.height > window.innerHeight) top = Math.max(0, ev.clientY - r.height - pad);
-    tooltip.style.left = left + "px";
-    tooltip.style.top = top + "px";
+    memray.showTooltip(tooltip, ev, func, loc, src, pairs);
   }
 
   function hideTooltip() {
@@ -728,13 +695,9 @@
     draw();
   }
 
-  function canvasPoint(canvas, ev) {
-    const r = canvas.getBoundingClientRect();
-    return [ev.clientX - r.left, ev.clientY - r.top];
-  }
 
   flame.addEventListener("mousemove", (ev) => {
-    const [x, y] = canvasPoint(flame, ev);
+    const [x, y] = memray.canvasPoint(flame, ev);
     const i = rectAt(x, y);
     if (i < 0) hideTooltip();
     else if (rects.rest[i] > 0) restTooltip(ev, i);
@@ -742,7 +705,7 @@
   });
   flame.addEventListener("mouseleave", hideTooltip);
   flame.addEventListener("click", (ev) => {
-    const [x, y] = canvasPoint(flame, ev);
+    const [x, y] = memray.canvasPoint(flame, ev);
     const i = rectAt(x, y);
     if (i >= 0) zoomTo(rects.node[i]);
   });
@@ -791,13 +754,13 @@
   plot.addEventListener("mousedown", (ev) => {
     if (!OPT.temporal || NSNAP === 0) return;
     const g = plotGeometry();
-    const [x] = canvasPoint(plot, ev);
+    const [x] = memray.canvasPoint(plot, ev);
     drag = { start: g.xt(Math.min(Math.max(x, g.x0), g.x1)), moved: false };
   });
   plot.addEventListener("mousemove", (ev) => {
     if (NSNAP === 0) return;
     const g = plotGeometry();
-    const [x] = canvasPoint(plot, ev);
+    const [x] = memray.canvasPoint(plot, ev);
     const t = g.xt(Math.min(Math.max(x, g.x0), g.x1));
     if (drag) {
       drag.moved = true;
@@ -814,7 +777,7 @@
   window.addEventListener("mouseup", (ev) => {
     if (!drag) return;
     const g = plotGeometry();
-    const [x] = canvasPoint(plot, ev);
+    const [x] = memray.canvasPoint(plot, ev);
     const end = g.xt(Math.min(Math.max(x, g.x0), g.x1));
     const start = drag.start;
     const moved = drag.moved && Math.abs(g.tx(end) - g.tx(start)) >= 3;
