@@ -216,6 +216,34 @@ def make_live_seeds(mode: str, out: pathlib.Path) -> list[pathlib.Path]:
     return written
 
 
+# Merged captures (memray merge) of seeds written above: PROCESS records,
+# renumbered ids and generations, per-process addresses.
+MERGES = {
+    "merged-fork": ["fork", "fork-child"],
+    "merged-agg": ["agg", "agg-native"],
+    "merged-native": ["native", "dlopen-native"],
+}
+
+
+def make_merged_seeds(out: pathlib.Path) -> list[pathlib.Path]:
+    from memray import _memray
+
+    written = []
+    for name, parts in MERGES.items():
+        paths = [out / "reader" / part for part in parts]
+        fds = [os.open(path, os.O_RDONLY) for path in paths]
+        try:
+            merge = _memray.Merge(fds, [path.name for path in paths])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        dst = out / "reader" / name
+        merge.write(str(dst), True)
+        dst.write_bytes(dst.read_bytes()[:MAX_SEED])
+        written.append(dst)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = pathlib.Path(__file__).resolve().parent
@@ -235,6 +263,7 @@ def main() -> None:
             written += make_file_seed(mode, tmp, args.out)
         for mode in LIVE_MODES:
             written += make_live_seeds(mode, args.out)
+        written += make_merged_seeds(args.out)
     finally:
         for leftover in tmp.iterdir():
             leftover.unlink()

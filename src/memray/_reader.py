@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -25,6 +25,8 @@ from memray import _memray
 from memray._enums import AllocatorType, FileFormat
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+#: One capture, or several (of the processes of one program) read as one.
+Captures = Union[PathLike, Sequence[PathLike]]
 PythonStackElement = tuple[str, str, int]
 NativeStackElement = tuple[str, str, int]
 
@@ -54,6 +56,17 @@ class Interval(NamedTuple):
     n_bytes: int
 
 
+class ProcessInfo(NamedTuple):
+    """One process of a merged capture (``memray merge``, or a reader given
+    several captures)."""
+
+    pid: int
+    parent_pid: int
+    command_line: str
+    #: When its tracking started, in ms after the merged capture's start.
+    start_offset_ms: int
+
+
 @dataclass(frozen=True)
 class Metadata:
     start_time: datetime
@@ -71,6 +84,9 @@ class Metadata:
     # New in 2.x: the pid of the tracked process this one descends from
     # (follow_fork, follow_children); 0 for the capture a Tracker started.
     parent_pid: int = 0
+    # New in 2.x: a merged capture's processes, in the order they first
+    # appear; () for a capture of one process.
+    processes: tuple[ProcessInfo, ...] = ()
 
 
 @dataclass
@@ -194,6 +210,7 @@ def _make_metadata(
     total_frames: int,
     peak: int,
     end_ms: int,
+    processes: list[dict[str, Any]] | None = None,
 ) -> Metadata:
     return Metadata(
         start_time=_ms_to_datetime(header["start_ms"], name),
@@ -213,7 +230,36 @@ def _make_metadata(
             else FileFormat.ALL_ALLOCATIONS
         ),
         parent_pid=header.get("parent_pid", 0),
+        processes=tuple(
+            ProcessInfo(p["pid"], p["parent_pid"], p["command_line"], p["start_offset_ms"])
+            for p in processes or ()
+        ),
     )
+
+
+def _open_captures(file_name: Captures) -> tuple[Any, str]:
+    """What CapturePass reads: an open descriptor of one capture, or a
+    Merge of several; and the name for messages. A Merge checks every input
+    and raises ValueError naming the one it cannot merge."""
+    if isinstance(file_name, (str, bytes, os.PathLike)):
+        paths = [os.fspath(file_name)]
+    else:
+        paths = [os.fspath(p) for p in file_name]
+        if not paths:
+            raise ValueError("no capture files given")
+    if len(paths) == 1:
+        fd = os.open(paths[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return fd, _name_of(paths[0])
+    names = [_name_of(p) for p in paths]
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        merge = _memray.Merge(fds, names)  # takes copies of the descriptors
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return merge, f"{names[0]} and {len(names) - 1} more"
 
 
 @contextlib.contextmanager
@@ -255,18 +301,17 @@ class FileReader:
 
     def __init__(
         self,
-        file_name: PathLike,
+        file_name: Captures,
         *,
         report_progress: bool = False,
         max_memory_records: int = 10000,
     ) -> None:
-        self._fd: int | None = None
+        self._fd: Any = None
         if max_memory_records < 1:
             raise ValueError("max_memory_records must be at least 1")
-        path = os.fspath(file_name)
-        self._name = _name_of(path)
         self._report_progress = report_progress
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # Several captures (a process tree) are merged while they are read.
+        fd, self._name = _open_captures(file_name)
         try:
             first = _memray.CapturePass(fd, self._name)
             header = first.header
@@ -288,9 +333,11 @@ class FileReader:
                 total_frames=scan["n_frames"],
                 peak=scan["peak"],
                 end_ms=scan["end_ms"],
+                processes=first.processes(),
             )
         except BaseException:
-            os.close(fd)
+            if isinstance(fd, int):
+                os.close(fd)
             raise
         self._fd = fd
         self._first = first
@@ -312,7 +359,8 @@ class FileReader:
         """Closes the file. Records already returned stay usable."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            os.close(fd)
+            if isinstance(fd, int):
+                os.close(fd)
 
     @property
     def closed(self) -> bool:
@@ -431,15 +479,19 @@ class FileReader:
 
 
 def compute_statistics(
-    file_name: PathLike,
+    file_name: Captures,
     *,
     report_progress: bool = False,
     num_largest: int = 5,
 ) -> Stats:
-    """The data behind ``memray stats``, computed in one pass."""
-    path = os.fspath(file_name)
-    name = _name_of(path)
-    stats_pass = _memray.CapturePass(path, name)
+    """The data behind ``memray stats``, computed in one pass (over several
+    captures merged, when given several)."""
+    source, name = _open_captures(file_name)
+    try:
+        stats_pass = _memray.CapturePass(source, name)
+    finally:
+        if isinstance(source, int):
+            os.close(source)
     header = stats_pass.header
     if header["aggregated"]:
         raise NotImplementedError(_NO_STATS)
@@ -452,6 +504,7 @@ def compute_statistics(
         total_frames=st["n_frames"],
         peak=st["peak"],
         end_ms=st["end_ms"],
+        processes=stats_pass.processes(),
     )
     # Frames are per FRAME id; equal (function, file, line) from different
     # code objects are one location to a reader. With native stacks, a

@@ -102,6 +102,48 @@ static void test_first_peak_wins(void)
     mr_agg_destroy(a);
 }
 
+/* A process of a merged capture ends (addresses of process N carry N from
+ * bit 48): its blocks, mappings included, leave the heap but stay leaks;
+ * the other process's blocks at the same low addresses are untouched. */
+static void test_process_exit(void)
+{
+    const uint64_t p1 = 1ull << 48, p2 = 2ull << 48;
+    mr_agg_t *a;
+    CHECK_EQ(mr_agg_new(&a), 0);
+    mr_loc_key_t l1 = K(1, 1), l2 = K(2, 2), map = K(1, 3);
+    map.allocator = MR_MMAP;
+    CHECK_EQ(mr_agg_alloc(a, &l1, p1 | 0x100, 100), 0);
+    CHECK_EQ(mr_agg_alloc(a, &l1, p1 | 0x200, 30), 0);
+    CHECK_EQ(mr_agg_alloc(a, &map, p1 | 0x10000, 4096), 0);
+    CHECK_EQ(mr_agg_alloc(a, &l2, p2 | 0x100, 500), 0); /* 4726: the peak */
+    mr_agg_free(a, p1 | 0x200, 0, 0);
+    CHECK_EQ(mr_agg_exit(a, p1, p2), 0);
+    CHECK_EQ(mr_agg_heap(a), 500);
+    CHECK_EQ(mr_agg_alloc(a, &l2, p2 | 0x200, 4000), 0); /* 4500: not above */
+    mr_agg_free(a, p1 | 0x100, 0, 0);                    /* gone already: ignored */
+    CHECK_EQ(mr_agg_peak(a), 4726);
+    mr_agg_row_t *rows;
+    size_t n;
+    CHECK_EQ(mr_agg_rows(a, &rows, &n), 0);
+    CHECK_EQ(n, 3);
+    CHECK_ROW(find_row(rows, n, 1, 1), 2, 130, 1, 100);
+    CHECK_ROW(find_row(rows, n, 1, 3), 1, 4096, 1, 4096);
+    CHECK_ROW(find_row(rows, n, 2, 2), 1, 500, 2, 4500);
+    free(rows);
+    mr_agg_destroy(a);
+
+    mr_stats_t *st;
+    CHECK_EQ(mr_stats_new(&st), 0);
+    CHECK_EQ(mr_stats_alloc(st, MR_MALLOC, p1 | 0x100, 100, 1), 0);
+    CHECK_EQ(mr_stats_exit(st, p1, p2), 0);
+    CHECK_EQ(mr_stats_alloc(st, MR_MALLOC, p2 | 0x100, 80, 1), 0);
+    CHECK_EQ(mr_stats_alloc(st, MR_MALLOC, p2 | 0x200, 30, 1), 0);
+    mr_stats_summary_t sum;
+    mr_stats_summary(st, &sum);
+    CHECK_EQ(sum.peak, 110);
+    mr_stats_destroy(st);
+}
+
 static void test_lost_free_and_munmap(void)
 {
     mr_agg_t *a;
@@ -1100,6 +1142,7 @@ int main(void)
     RUN(test_hwm_and_leaks);
     RUN(test_first_peak_wins);
     RUN(test_lost_free_and_munmap);
+    RUN(test_process_exit);
     RUN(test_munmap_ranges);
     RUN(test_many_allocations_grow_tables);
     RUN(test_locations_differ_in_every_field);

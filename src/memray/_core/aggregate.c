@@ -392,6 +392,30 @@ static inline int livetab_release(livetab_t *t, uint64_t addr, uint64_t len, int
     return 0;
 }
 
+/* A process of a merged capture ended: every block in [lo, hi) (its
+ * addresses) goes, through fn. 0 or -ENOMEM. */
+static int livetab_exit(livetab_t *t, uint64_t lo, uint64_t hi, release_fn fn, void *ctx)
+{
+    int rc = livetab_unmap(t, lo, hi - lo, fn, ctx); /* mappings, by range */
+    uint64_t *addrs = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; t->map.slots != NULL && i <= t->map.mask; i++) {
+        const live_entry_t *e = &t->map.slots[i];
+        if (live_empty(e) || e->addr < lo || e->addr >= hi)
+            continue;
+        if (mr_grow_array((void **)&addrs, &cap, n + 1, sizeof *addrs) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        addrs[n++] = e->addr;
+    }
+    /* Released after the walk: a removal moves entries within the table. */
+    for (size_t i = 0; i < n; i++)
+        livetab_release(t, addrs[i], 0, 0, fn, ctx);
+    free(addrs);
+    return rc;
+}
+
 /* Makes room for a new block at [addr, addr + size): whatever the table still
  * holds there was freed without our seeing it (a new mapping also displaces
  * the part of older ones it covers). Then inserts it; a mapping also goes in
@@ -458,6 +482,7 @@ static uint64_t livetab_count(const livetab_t *t, const live_entry_t *e)
 typedef struct agg_loc {
     mr_loc_key_t key;
     uint64_t n, bytes;   /* alive now */
+    uint64_t xn, xbytes; /* alive when their process ended (merged captures): leaked */
     uint64_t pn, pbytes; /* alive at peak `epoch` */
     uint64_t epoch;
     uint64_t generation;
@@ -507,6 +532,25 @@ static void agg_release(void *ctx, const released_t *rel)
     l->n += rel->split;
     l->bytes -= rel->bytes;
     a->heap -= rel->bytes;
+}
+
+/* A block of a process that ended: off the heap, kept as a leak. */
+static void agg_exit_release(void *ctx, const released_t *rel)
+{
+    mr_agg_t *a = ctx;
+    agg_release(ctx, rel);
+    agg_loc_t *l = LOC(&a->locs, rel->loc, agg_loc_t);
+    l->xn += rel->whole;
+    l->xn -= rel->split;
+    l->xbytes += rel->bytes;
+}
+
+int mr_agg_exit(mr_agg_t *a, uint64_t lo, uint64_t hi)
+{
+    MR_SERIAL_ENTER(&a->serial);
+    int rc = livetab_exit(&a->live, lo, hi, agg_exit_release, a);
+    MR_SERIAL_LEAVE(&a->serial);
+    return rc;
 }
 
 int mr_agg_alloc_gen(mr_agg_t *a, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
@@ -583,8 +627,8 @@ int mr_agg_rows(mr_agg_t *a, mr_agg_row_t **rows, size_t *n)
             .key = l->key,
             .peak_n = saved ? l->pn : l->n,
             .peak_bytes = saved ? l->pbytes : l->bytes,
-            .leak_n = l->n,
-            .leak_bytes = l->bytes,
+            .leak_n = l->n + l->xn,
+            .leak_bytes = l->bytes + l->xbytes,
             .generation = l->generation,
         };
         if (row.peak_n || row.peak_bytes || row.leak_n || row.leak_bytes)
@@ -910,6 +954,13 @@ int mr_life_free(mr_life_t *l, uint64_t addr, uint64_t len, int is_munmap)
     return l->err;
 }
 
+int mr_life_exit(mr_life_t *l, uint64_t lo, uint64_t hi)
+{
+    if (livetab_exit(&l->live, lo, hi, life_release, l) < 0)
+        return -ENOMEM;
+    return l->err;
+}
+
 void mr_life_prefetch(const mr_life_t *l, uint64_t addr)
 {
     livetab_prefetch(&l->live, addr);
@@ -1138,6 +1189,13 @@ int mr_thwm_free(mr_thwm_t *t, uint64_t addr, uint64_t len, int is_munmap)
     return t->err;
 }
 
+int mr_thwm_exit(mr_thwm_t *t, uint64_t lo, uint64_t hi)
+{
+    if (livetab_exit(&t->live, lo, hi, thwm_release, t) < 0)
+        return -ENOMEM;
+    return t->err;
+}
+
 void mr_thwm_prefetch(const mr_thwm_t *t, uint64_t addr)
 {
     livetab_prefetch(&t->live, addr);
@@ -1347,6 +1405,11 @@ int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t si
 void mr_stats_free(mr_stats_t *s, uint64_t addr, uint64_t len, int is_munmap)
 {
     livetab_release(&s->live, addr, len, is_munmap, stats_release, s);
+}
+
+int mr_stats_exit(mr_stats_t *s, uint64_t lo, uint64_t hi)
+{
+    return livetab_exit(&s->live, lo, hi, stats_release, s);
 }
 
 void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr)

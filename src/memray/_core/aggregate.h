@@ -43,6 +43,11 @@ int mr_agg_alloc(mr_agg_t *agg, const mr_loc_key_t *key, uint64_t addr, uint64_t
  * other frees len is 0. */
 void mr_agg_free(mr_agg_t *agg, uint64_t addr, uint64_t len, int is_munmap);
 
+/* A process of a merged capture ended: its blocks (addresses in [lo, hi))
+ * leave the heap and are counted as leaked. 0 or -ENOMEM. The other
+ * aggregators' _exit functions take them away as frees would. */
+int mr_agg_exit(mr_agg_t *agg, uint64_t lo, uint64_t hi);
+
 uint64_t mr_agg_heap(const mr_agg_t *agg);              /* bytes alive now */
 uint64_t mr_agg_peak(const mr_agg_t *agg);              /* highest heap seen */
 uint64_t mr_agg_total_allocations(const mr_agg_t *agg); /* mr_agg_alloc calls */
@@ -119,6 +124,7 @@ void mr_life_destroy(mr_life_t *l);
 int mr_life_alloc(mr_life_t *l, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
                   uint64_t generation);
 int mr_life_free(mr_life_t *l, uint64_t addr, uint64_t len, int is_munmap);
+int mr_life_exit(mr_life_t *l, uint64_t lo, uint64_t hi);
 void mr_life_snapshot(mr_life_t *l);
 void mr_life_prefetch(const mr_life_t *l, uint64_t addr);
 /* Sorted by location, then allocated_before, then deallocated_before. */
@@ -137,6 +143,7 @@ void mr_thwm_destroy(mr_thwm_t *t);
 int mr_thwm_alloc(mr_thwm_t *t, const mr_loc_key_t *key, uint64_t addr, uint64_t size,
                   uint64_t generation);
 int mr_thwm_free(mr_thwm_t *t, uint64_t addr, uint64_t len, int is_munmap);
+int mr_thwm_exit(mr_thwm_t *t, uint64_t lo, uint64_t hi);
 int mr_thwm_snapshot(mr_thwm_t *t);
 void mr_thwm_prefetch(const mr_thwm_t *t, uint64_t addr);
 /* rows as above, grouped by location, runs in order; hwm: the peak heap of
@@ -163,6 +170,7 @@ void mr_stats_destroy(mr_stats_t *s);
 /* frame: the innermost Python FRAME id. 0 or -ENOMEM. */
 int mr_stats_alloc(mr_stats_t *s, unsigned allocator, uint64_t addr, uint64_t size, uint64_t frame);
 void mr_stats_free(mr_stats_t *s, uint64_t addr, uint64_t len, int is_munmap);
+int mr_stats_exit(mr_stats_t *s, uint64_t lo, uint64_t hi);
 void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr);
 void mr_stats_summary(const mr_stats_t *s, mr_stats_summary_t *out);
 /* Allocation counts by exact requested size, ascending. 0 or -ENOMEM. */

@@ -50,6 +50,19 @@ static int run_pass(mr_reader_t *r, const mr_progress_t *p, event_fn fn, prefetc
     return rc;
 }
 
+/* A process of a merged capture ended (a PROCESS exit record): the range of
+ * its addresses. */
+static int process_exit(const mr_event_t *ev, uint64_t *lo, uint64_t *hi)
+{
+    if (ev->type != MR_REC_PROCESS || !(ev->arg & MR_PROCESS_EXIT))
+        return 0;
+    *lo = ev->id << MR_PROCESS_ADDR_SHIFT;
+    *hi = (ev->id + 1) << MR_PROCESS_ADDR_SHIFT;
+    if (*hi == 0)
+        *hi = UINT64_MAX;
+    return 1;
+}
+
 static inline mr_loc_key_t key_of(const mr_event_t *ev, int merge)
 {
     return (mr_loc_key_t){.tid = merge ? 0 : ev->tid,
@@ -85,6 +98,9 @@ static int scan_event(void *vctx, const mr_event_t *ev)
 {
     scan_ctx_t *c = vctx;
     mr_scan_t *s = c->out;
+    uint64_t lo, hi;
+    if (process_exit(ev, &lo, &hi))
+        return mr_agg_exit(c->agg, lo, hi);
     switch (ev->type) {
     case MR_REC_ALLOC: {
         mr_loc_key_t key = key_of(ev, 0);
@@ -247,6 +263,9 @@ typedef struct life_ctx {
 static int life_event(void *vctx, const mr_event_t *ev)
 {
     life_ctx_t *c = vctx;
+    uint64_t lo, hi;
+    if (process_exit(ev, &lo, &hi))
+        return mr_life_exit(c->life, lo, hi);
     switch (ev->type) {
     case MR_REC_ALLOC: {
         mr_loc_key_t key = key_of(ev, c->merge);
@@ -293,6 +312,9 @@ typedef struct thwm_ctx {
 static int thwm_event(void *vctx, const mr_event_t *ev)
 {
     thwm_ctx_t *c = vctx;
+    uint64_t lo, hi;
+    if (process_exit(ev, &lo, &hi))
+        return mr_thwm_exit(c->thwm, lo, hi);
     switch (ev->type) {
     case MR_REC_ALLOC: {
         mr_loc_key_t key = key_of(ev, c->merge);
@@ -339,6 +361,9 @@ typedef struct stats_ctx {
 static int stats_event(void *vctx, const mr_event_t *ev)
 {
     stats_ctx_t *c = vctx;
+    uint64_t lo, hi;
+    if (process_exit(ev, &lo, &hi))
+        return mr_stats_exit(c->stats, lo, hi);
     if (ev->type == MR_REC_ALLOC) {
         int rc = mr_stats_alloc(c->stats, ev->allocator, ev->addr, ev->size,
                                 mr_reader_stack_top_frame(c->r, ev->stack));

@@ -8,6 +8,7 @@
 #include "structmember.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,9 +16,136 @@
 #include "analyze.h"
 #include "bind_stacks.h"
 #include "format.h"
+#include "merge.h"
 #include "pyframe.h"
 #include "reader.h"
 #include "symbolize.h"
+
+/* ---- Merge ---------------------------------------------------------------- */
+
+/* Merge(fds, names): captures of several processes read as one (merge.h).
+ * Takes duplicates of the descriptors. A CapturePass of a Merge reads the
+ * merged capture as it is made; write() writes it to a file. */
+typedef struct merge_object {
+    PyObject_HEAD mr_merge_t *m;
+} merge_object_t;
+
+static PyTypeObject MergeType;
+
+static PyObject *merge_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fds", "names", NULL};
+    PyObject *fds_obj, *names_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kwlist, &fds_obj, &names_obj))
+        return NULL;
+    PyObject *fds_seq = PySequence_Fast(fds_obj, "fds must be a sequence of descriptors");
+    PyObject *names_seq =
+        fds_seq ? PySequence_Fast(names_obj, "names must be a sequence of str") : NULL;
+    merge_object_t *self = NULL;
+    int *fds = NULL;
+    const char **names = NULL;
+    Py_ssize_t n = 0, opened = 0;
+    if (names_seq == NULL)
+        goto out;
+    n = PySequence_Fast_GET_SIZE(fds_seq);
+    if (PySequence_Fast_GET_SIZE(names_seq) != n) {
+        PyErr_SetString(PyExc_ValueError, "fds and names differ in length");
+        goto out;
+    }
+    fds = PyMem_Calloc(n ? (size_t)n : 1, sizeof *fds);
+    names = PyMem_Calloc(n ? (size_t)n : 1, sizeof *names);
+    if (fds == NULL || names == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(names_seq, i));
+        if (names[i] == NULL)
+            goto out;
+    }
+    for (; opened < n; opened++) {
+        int fd = PyObject_AsFileDescriptor(PySequence_Fast_GET_ITEM(fds_seq, opened));
+        if (fd < 0)
+            goto out;
+        if ((fds[opened] = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+    }
+    self = (merge_object_t *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        goto out;
+    char err[MR_READER_ERRLEN + 128] = "";
+    int rc;
+    opened = 0; /* mr_merge_open owns them now */
+    Py_BEGIN_ALLOW_THREADS rc = mr_merge_open(&self->m, fds, names, (size_t)n, err, sizeof err);
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
+        self->m = NULL;
+        if (rc == -ENOMEM)
+            PyErr_NoMemory();
+        else
+            PyErr_SetString(PyExc_ValueError, err);
+        Py_CLEAR(self);
+    }
+out:
+    for (Py_ssize_t i = 0; i < opened; i++)
+        close(fds[i]);
+    PyMem_Free(fds);
+    PyMem_Free(names);
+    Py_XDECREF(fds_seq);
+    Py_XDECREF(names_seq);
+    return (PyObject *)self;
+}
+
+static void merge_dealloc(merge_object_t *self)
+{
+    mr_merge_release(self->m);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *merge_write(merge_object_t *self, PyObject *args)
+{
+    PyObject *path;
+    int overwrite = 0;
+    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &path, &overwrite))
+        return NULL;
+    char err[MR_READER_ERRLEN + 128] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc =
+        mr_merge_write(self->m, PyBytes_AS_STRING(path), overwrite, err, sizeof err);
+    Py_END_ALLOW_THREADS Py_DECREF(path);
+    if (rc < 0) {
+        if (rc == -ENOMEM)
+            return PyErr_NoMemory();
+        errno = -rc;
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", -rc, err);
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_OSError, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef merge_methods[] = {
+    {"write", (PyCFunction)merge_write, METH_VARARGS,
+     "write(path, overwrite=False): writes the merged capture to path."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MergeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memray._memray.Merge",
+    .tp_doc = "Merge(fds, names): captures of several processes, read as one capture by "
+              "CapturePass(merge) or written by write(path). Raises ValueError with one line "
+              "naming the input it cannot merge.",
+    .tp_basicsize = sizeof(merge_object_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = merge_new,
+    .tp_dealloc = (destructor)merge_dealloc,
+    .tp_methods = merge_methods,
+};
 
 /* ---- CapturePass -------------------------------------------------------- */
 
@@ -112,9 +240,12 @@ static PyObject *pass_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     pass_object_t *self = (pass_object_t *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    char err[MR_READER_ERRLEN] = "";
+    char err[MR_READER_ERRLEN + 128] = "";
     int rc;
-    if (PyLong_Check(source)) {
+    if (PyObject_TypeCheck(source, &MergeType)) {
+        self->name = name ? Py_NewRef(name) : PyUnicode_FromString("<merge>");
+        rc = mr_merge_reader(((merge_object_t *)source)->m, &self->r, err, sizeof err);
+    } else if (PyLong_Check(source)) {
         int fd = PyObject_AsFileDescriptor(source);
         if (fd < 0)
             goto fail;
@@ -238,7 +369,7 @@ static PyObject *pass_header(pass_object_t *self, void *closure)
     (void)closure;
     const mr_header_t *h = mr_reader_header(self->r);
     return Py_BuildValue(
-        "{s:I,s:I,s:I,s:k,s:k,s:k,s:K,s:k,s:k,s:N,s:O,s:O,s:O,s:O}", "version",
+        "{s:I,s:I,s:I,s:k,s:k,s:k,s:K,s:k,s:k,s:N,s:O,s:O,s:O,s:O,s:O}", "version",
         (unsigned)h->version, "flags", (unsigned)h->flags, "python_allocator",
         (unsigned)h->python_allocator, "pid", (unsigned long)h->pid, "parent_pid",
         (unsigned long)h->parent_pid, "main_tid", (unsigned long)h->main_tid, "start_ms",
@@ -247,7 +378,8 @@ static PyObject *pass_header(pass_object_t *self, void *closure)
         mr_pystr(h->command_line, (Py_ssize_t)h->command_line_len), "native",
         (h->flags & MR_FLAG_NATIVE) ? Py_True : Py_False, "trace_python_allocators",
         (h->flags & MR_FLAG_PYALLOC) ? Py_True : Py_False, "aggregated",
-        (h->flags & MR_FLAG_AGGREGATED) ? Py_True : Py_False, "compressed",
+        (h->flags & MR_FLAG_AGGREGATED) ? Py_True : Py_False, "merged",
+        (h->flags & MR_FLAG_MERGED) ? Py_True : Py_False, "compressed",
         mr_reader_compressed(self->r) ? Py_True : Py_False);
 }
 
@@ -807,6 +939,46 @@ static PyObject *pass_thread_name(pass_object_t *self, PyObject *args)
     return mr_pystr(name, (Py_ssize_t)len);
 }
 
+static PyObject *pass_processes(pass_object_t *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "a pass is running on this CapturePass");
+        return NULL;
+    }
+    size_t n = mr_reader_n_processes(self->r);
+    PyObject *out = PyList_New(0);
+    for (size_t i = 1; out != NULL && i <= n; i++) {
+        const mr_process_t *p = mr_reader_process(self->r, (uint32_t)i);
+        PyObject *d =
+            Py_BuildValue("{s:k,s:k,s:k,s:K,s:k,s:N}", "number", (unsigned long)p->number, "pid",
+                          (unsigned long)p->pid, "parent_pid", (unsigned long)p->parent_pid,
+                          "start_offset_ms", (unsigned long long)p->start_offset_ms,
+                          "py_hexversion", (unsigned long)p->py_hexversion, "command_line",
+                          mr_pystr(p->command_line, (Py_ssize_t)p->command_line_len));
+        if (d == NULL || PyList_Append(out, d) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    return out;
+}
+
+static PyObject *pass_thread_pid(pass_object_t *self, PyObject *args)
+{
+    unsigned long tid;
+    if (!PyArg_ParseTuple(args, "k", &tid))
+        return NULL;
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "a pass is running on this CapturePass");
+        return NULL;
+    }
+    const mr_process_t *p =
+        mr_reader_process(self->r, mr_reader_thread_process(self->r, (uint32_t)tid));
+    if (p == NULL)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(p->pid);
+}
+
 static PyMethodDef pass_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))pass_scan, METH_VARARGS | METH_KEYWORDS,
      "scan(progress=None) -> dict: the first pass (metadata, snapshots, peak and leaks)."},
@@ -831,6 +1003,11 @@ static PyMethodDef pass_methods[] = {
      "dump(write): every record as one line of text, passed to write in chunks."},
     {"thread_name", (PyCFunction)pass_thread_name, METH_VARARGS,
      "thread_name(tid) -> str or None: the latest name recorded for tid."},
+    {"processes", (PyCFunction)pass_processes, METH_NOARGS,
+     "processes() -> [dict]: a merged capture's processes read so far (number, pid, "
+     "parent_pid, start_offset_ms, py_hexversion, command_line); [] for one process."},
+    {"thread_pid", (PyCFunction)pass_thread_pid, METH_VARARGS,
+     "thread_pid(tid) -> int or None: in a merged capture, the pid of the process tid ran in."},
     {"close", (PyCFunction)pass_close, METH_NOARGS, "Closes the file; records stay usable."},
     {NULL, NULL, 0, NULL},
 };
@@ -1021,6 +1198,19 @@ static PyObject *record_thread_name(record_object_t *self, void *closure)
     size_t len = 0;
     const char *name =
         self->pass ? mr_reader_thread_name(self->pass->r, (uint32_t)self->tid, &len) : NULL;
+    /* A merged capture's threads say which process they ran in. */
+    const mr_process_t *p =
+        self->pass ? mr_reader_process(self->pass->r,
+                                       mr_reader_thread_process(self->pass->r, (uint32_t)self->tid))
+                   : NULL;
+    if (p != NULL) {
+        if (name == NULL)
+            return PyUnicode_FromFormat("thread %lld (pid %lu)", self->tid, (unsigned long)p->pid);
+        PyObject *n = mr_pystr(name, (Py_ssize_t)len);
+        PyObject *out = n ? PyUnicode_FromFormat("%U (pid %lu)", n, (unsigned long)p->pid) : NULL;
+        Py_XDECREF(n);
+        return out;
+    }
     if (name == NULL)
         return PyUnicode_FromString("");
     return mr_pystr(name, (Py_ssize_t)len);
@@ -1122,12 +1312,14 @@ static PyMethodDef reader_functions[] = {
 
 int mr_bind_reader_init(PyObject *module)
 {
-    if (PyType_Ready(&PassType) < 0 || PyType_Ready(&RecordType) < 0)
+    if (PyType_Ready(&PassType) < 0 || PyType_Ready(&RecordType) < 0 ||
+        PyType_Ready(&MergeType) < 0)
         return -1;
     if (PyModule_AddFunctions(module, reader_functions) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "CapturePass", (PyObject *)&PassType) < 0 ||
-        PyModule_AddObjectRef(module, "AllocationRecord", (PyObject *)&RecordType) < 0)
+        PyModule_AddObjectRef(module, "AllocationRecord", (PyObject *)&RecordType) < 0 ||
+        PyModule_AddObjectRef(module, "Merge", (PyObject *)&MergeType) < 0)
         return -1;
     return 0;
 }

@@ -40,7 +40,10 @@ enum {
 #define MR_FLAG_NATIVE 0x1u     /* ALLOC records carry a native stack id */
 #define MR_FLAG_PYALLOC 0x2u    /* pymalloc domains were traced */
 #define MR_FLAG_AGGREGATED 0x4u /* FileFormat.AGGREGATED_ALLOCATIONS */
-#define MR_FLAGS_KNOWN 0x7u
+/* Made by `memray merge` from captures of several processes: PROCESS records
+ * say which process the records that follow belong to (merge.h). */
+#define MR_FLAG_MERGED 0x8u
+#define MR_FLAGS_KNOWN 0xFu
 
 enum mr_pyalloc {
     MR_PYALLOC_PYMALLOC = 0,
@@ -114,6 +117,18 @@ static inline int mr_allocator_is_free(unsigned a)
  *  TRAILER     uvarint ms since start at stop; uvarint total allocations;
  *              uvarint peak heap bytes; uvarint flags (bit0: recording
  *              failed mid-run and the capture stops early). Nothing follows.
+ *  PROCESS     merged captures only (MR_FLAG_MERGED). arg=MR_PROCESS_DEFINE:
+ *              defines the next process number (1, 2, ...) and switches to
+ *              it: uvarint pid; uvarint parent pid; uvarint ms from the
+ *              merged capture's start to the process's; uvarint
+ *              PY_VERSION_HEX; uvarint len + command line. arg=0: uvarint
+ *              process number, already defined: switches to it. The records
+ *              that follow belong to that process; a switch resets the
+ *              current thread to 0 and brings back the process's MAPPINGS
+ *              generation. arg=MR_PROCESS_EXIT: uvarint process number: the
+ *              process ended here (no switch): its blocks still alive leave
+ *              the heap (and stay what it leaked). Addresses of process N
+ *              carry N in bits 48-63 (MR_PROCESS_ADDR_SHIFT).
  *
  * Address, stack and native deltas are against the previous record of the
  * whole stream (not per thread), starting from 0. */
@@ -132,7 +147,8 @@ enum mr_record_type {
     MR_REC_AGG = 0xB,
     MR_REC_TRAILER = 0xC,
     MR_REC_PAD = 0xD,
-    MR_REC_LAST = MR_REC_PAD, /* the highest kind a writer emits */
+    MR_REC_PROCESS = 0xE,
+    MR_REC_LAST = MR_REC_PROCESS, /* the highest kind a writer emits */
 };
 
 #define MR_TAG(type, arg) ((uint8_t)(((arg) << 4) | (type)))
@@ -142,6 +158,9 @@ enum mr_record_type {
 #define MR_NODE_ENTRY 0x1u
 #define MR_MEMORY_HAS_HEAP 0x1u
 #define MR_TRAILER_FAILED 0x1u
+#define MR_PROCESS_DEFINE 0x1u
+#define MR_PROCESS_EXIT 0x2u
+#define MR_PROCESS_ADDR_SHIFT 48
 
 /* The reader asks for this many bytes before decoding each record (more than
  * the longest fixed-size record, AGG: a tag and 8 varints, 81 bytes). */

@@ -43,8 +43,15 @@ typedef struct native_entry {
 typedef struct thread_entry {
     uint32_t tid;
     uint32_t len;
-    char *name; /* malloc'd, replaced on rename */
+    char *name;       /* malloc'd, replaced on rename; NULL: none recorded */
+    uint32_t process; /* merged captures: the process it ran in, 0 = none */
 } thread_entry_t;
+
+/* One process of a merged capture, with its stream state. */
+typedef struct process_entry {
+    mr_process_t info;   /* command line in the arena */
+    uint64_t generation; /* its MAPPINGS generation in effect */
+} process_entry_t;
 
 /* tid -> index into the threads array. */
 typedef struct thread_slot {
@@ -127,6 +134,10 @@ struct mr_reader {
 
     mapping_gen_t *gens;
     size_t n_gens, cap_gens;
+
+    process_entry_t *procs; /* merged captures */
+    size_t n_procs, cap_procs;
+    uint32_t process; /* current, 0 = none yet */
 
     mr_trailer_t trailer;
     int has_trailer;
@@ -353,6 +364,11 @@ int mr_reader_open(mr_reader_t **out, const char *path, char *err, size_t errlen
     return open_common(out, src, err, errlen);
 }
 
+int mr_reader_open_source(mr_reader_t **out, mr_source_t *src, char *err, size_t errlen)
+{
+    return open_common(out, src, err, errlen);
+}
+
 int mr_reader_open_fd(mr_reader_t **out, int fd, char *err, size_t errlen)
 {
     mr_source_t *src;
@@ -391,6 +407,7 @@ void mr_reader_close(mr_reader_t *r)
     for (size_t i = 0; i < r->n_gens; i++)
         free(r->gens[i].maps);
     free(r->gens);
+    free(r->procs);
     mr_hm_destroy(&r->strings);
     while (r->arena != NULL) {
         arena_chunk_t *next = r->arena->next;
@@ -443,31 +460,38 @@ static thread_entry_t *thread_find(const mr_reader_t *r, uint32_t tid)
     return s != NULL ? &r->threads[s->item - 1] : NULL;
 }
 
-static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, size_t len,
-                           thread_entry_t **out)
+/* The entry of tid, added (without a name) if new; NULL when out of memory.
+ * In a merged capture a thread belongs to the process it first ran in. */
+static thread_entry_t *thread_get(mr_reader_t *r, uint32_t tid)
 {
     thread_entry_t *t = thread_find(r, tid);
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        return -ENOMEM;
-    memcpy(copy, name, len);
-    copy[len] = '\0';
     if (t == NULL) {
         /* At most one new thread per record: item (index + 1) fits 32 bits
          * long before this. */
         if (r->n_threads >= UINT32_MAX - 1 ||
             mr_grow_array((void **)&r->threads, &r->cap_threads, r->n_threads + 1,
                           sizeof *r->threads) < 0 ||
-            threadmap_reserve(&r->thread_index, 1) < 0) {
-            free(copy);
-            return -ENOMEM;
-        }
+            threadmap_reserve(&r->thread_index, 1) < 0)
+            return NULL;
         *threadmap_claim(&r->thread_index, tid) =
             (thread_slot_t){.tid = tid, .item = (uint32_t)r->n_threads + 1};
         t = &r->threads[r->n_threads++];
-        t->tid = tid;
-        t->name = NULL;
+        *t = (thread_entry_t){.tid = tid};
     }
+    if (t->process == 0)
+        t->process = r->process;
+    return t;
+}
+
+static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, size_t len,
+                           thread_entry_t **out)
+{
+    thread_entry_t *t = thread_get(r, tid);
+    char *copy = t != NULL ? malloc(len + 1) : NULL;
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
     free(t->name);
     t->name = copy;
     t->len = (uint32_t)len;
@@ -478,11 +502,27 @@ static int thread_set_name(mr_reader_t *r, uint32_t tid, const uint8_t *name, si
 const char *mr_reader_thread_name(const mr_reader_t *r, uint32_t tid, size_t *len)
 {
     const thread_entry_t *t = thread_find(r, tid);
-    if (t == NULL)
+    if (t == NULL || t->name == NULL)
         return NULL;
     if (len != NULL)
         *len = t->len;
     return t->name;
+}
+
+size_t mr_reader_n_processes(const mr_reader_t *r)
+{
+    return r->n_procs;
+}
+
+const mr_process_t *mr_reader_process(const mr_reader_t *r, uint32_t number)
+{
+    return number >= 1 && number <= r->n_procs ? &r->procs[number - 1].info : NULL;
+}
+
+uint32_t mr_reader_thread_process(const mr_reader_t *r, uint32_t tid)
+{
+    const thread_entry_t *t = thread_find(r, tid);
+    return t != NULL ? t->process : 0;
 }
 
 /* ---- tables ----------------------------------------------------------- */
@@ -738,6 +778,8 @@ static int decode_mappings(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, c
     }
     r->gens[r->n_gens++] = (mapping_gen_t){.gen = gen, .maps = maps, .count = kept};
     r->generation = gen;
+    if (r->process != 0)
+        r->procs[r->process - 1].generation = gen;
     r->p = q;
     r->counts[MR_REC_MAPPINGS]++;
     ev->id = gen;
@@ -820,6 +862,8 @@ static int decode_thread(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, con
     GETU(tid);
     if (tid > UINT32_MAX)
         return corrupt(r, rec, "thread id %" PRIu64 " out of range", tid);
+    if (r->process != 0 && thread_get(r, (uint32_t)tid) == NULL)
+        return set_error(r, -ENOMEM, "out of memory");
     r->tid = (uint32_t)tid;
     r->p = q;
     r->counts[MR_REC_THREAD]++;
@@ -1051,6 +1095,61 @@ static int decode_trailer(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, co
     return DEC_EVENT;
 }
 
+static int decode_process(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                          unsigned arg)
+{
+    if (!(r->hdr.flags & MR_FLAG_MERGED) ||
+        (arg != 0 && arg != MR_PROCESS_DEFINE && arg != MR_PROCESS_EXIT))
+        return unknown_tag(r, rec);
+    uint64_t number;
+    if (arg == MR_PROCESS_EXIT) {
+        GETU(number);
+        if (number < 1 || number > r->n_procs)
+            return corrupt(r, rec, "PROCESS %" PRIu64 " not defined", number);
+        r->p = q;
+        r->counts[MR_REC_PROCESS]++;
+        ev->id = number;
+        return DEC_EVENT; /* the passes take the process's blocks off the heap */
+    }
+    if (arg & MR_PROCESS_DEFINE) {
+        uint64_t pid, parent, start, hexversion;
+        const uint8_t *cmd;
+        size_t cmd_len;
+        GETU(pid);
+        GETU(parent);
+        GETU(start);
+        GETU(hexversion);
+        GETSTR(cmd, cmd_len, "command line");
+        if (pid > UINT32_MAX || parent > UINT32_MAX || hexversion > UINT32_MAX)
+            return corrupt(r, rec, "PROCESS field out of range");
+        if (r->n_procs >= UINT32_MAX - 1)
+            return corrupt(r, rec, "too many PROCESS records");
+        char *copy = arena_strdup(r, cmd, cmd_len);
+        if (copy == NULL ||
+            mr_grow_array((void **)&r->procs, &r->cap_procs, r->n_procs + 1, sizeof *r->procs) < 0)
+            return set_error(r, -ENOMEM, "out of memory");
+        number = r->n_procs + 1;
+        r->procs[r->n_procs++] = (process_entry_t){.info = {.number = (uint32_t)number,
+                                                            .pid = (uint32_t)pid,
+                                                            .parent_pid = (uint32_t)parent,
+                                                            .start_offset_ms = start,
+                                                            .py_hexversion = (uint32_t)hexversion,
+                                                            .command_line = copy,
+                                                            .command_line_len = cmd_len}};
+    } else {
+        GETU(number);
+        if (number < 1 || number > r->n_procs)
+            return corrupt(r, rec, "PROCESS %" PRIu64 " not defined", number);
+    }
+    r->process = (uint32_t)number;
+    r->generation = r->procs[number - 1].generation;
+    r->tid = 0;
+    r->p = q;
+    r->counts[MR_REC_PROCESS]++;
+    ev->id = number;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
 /* Decodes the record at r->p: dispatches on its kind. */
 static int decode(mr_reader_t *r, mr_event_t *ev)
 {
@@ -1089,6 +1188,8 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
         return decode_pad(r, rec, q, arg);
     case MR_REC_TRAILER:
         return decode_trailer(r, ev, rec, q, arg);
+    case MR_REC_PROCESS:
+        return decode_process(r, ev, rec, q, arg);
     default:
         return unknown_tag(r, rec);
     }
@@ -1270,6 +1371,20 @@ int mr_reader_format_event(const mr_reader_t *r, const mr_event_t *ev, char *buf
              " flags=0x%" PRIx64,
              ev->ms, ev->a, ev->b, ev->flags);
         break;
+    case MR_REC_PROCESS: {
+        const mr_process_t *p = mr_reader_process(r, (uint32_t)ev->id);
+        outf(&o, "PROCESS number=%" PRIu64, ev->id);
+        if (ev->arg & MR_PROCESS_EXIT)
+            outf(&o, " exit");
+        if (ev->arg & MR_PROCESS_DEFINE) {
+            outf(&o,
+                 " pid=%" PRIu32 " parent_pid=%" PRIu32 " start_offset_ms=%" PRIu64
+                 " python=0x%08" PRIx32 " command_line=",
+                 p->pid, p->parent_pid, p->start_offset_ms, p->py_hexversion);
+            outq(&o, p->command_line, p->command_line_len);
+        }
+        break;
+    }
     default:
         outf(&o, "UNKNOWN type=%u", ev->type);
         break;

@@ -59,8 +59,10 @@ typedef struct mr_trailer {
 } mr_trailer_t;
 
 /* One decoded record. type is MR_REC_*; which fields are set depends on it.
- * ALLOC/FREE/MEMORY/AGG/TRAILER are always returned; definitions (THREAD,
- * CODE, FRAME, NODE, THREAD_NAME, NATIVE_NODE, MAPPINGS) only in raw mode. */
+ * ALLOC/FREE/MEMORY/AGG/TRAILER and PROCESS exits are always returned;
+ * definitions (THREAD,
+ * CODE, FRAME, NODE, THREAD_NAME, NATIVE_NODE, MAPPINGS, PROCESS) only in raw
+ * mode. */
 typedef struct mr_event {
     unsigned type;
     unsigned arg;        /* the tag's high nibble */
@@ -76,7 +78,8 @@ typedef struct mr_event {
     uint64_t heap;       /* MEMORY with MR_MEMORY_HAS_HEAP */
     int has_heap;
     uint64_t peak_n, peak_bytes, leak_n, leak_bytes; /* AGG */
-    uint64_t id;     /* definitions: the id the record defines; MAPPINGS: generation */
+    uint64_t id;     /* definitions: the id the record defines; MAPPINGS: generation;
+                      * PROCESS: the process number */
     uint64_t a, b;   /* FRAME: code, line; NODE/NATIVE_NODE: parent, frame/ip;
                       * MAPPINGS: count; TRAILER: total allocations, peak */
     uint64_t flags;  /* TRAILER */
@@ -91,6 +94,8 @@ typedef struct mr_reader mr_reader_t;
  * ("capture file is empty", "not a memray capture file", ...) to err. */
 int mr_reader_open(mr_reader_t **out, const char *path, char *err, size_t errlen);
 int mr_reader_open_fd(mr_reader_t **out, int fd, char *err, size_t errlen);
+/* Reads from src, which the reader owns from here on (closed on failure). */
+int mr_reader_open_source(mr_reader_t **out, mr_source_t *src, char *err, size_t errlen);
 void mr_reader_close(mr_reader_t *r);
 
 /* Closes the file but keeps the tables, for resolving stacks later. */
@@ -134,6 +139,22 @@ int mr_reader_node(const mr_reader_t *r, uint64_t id, uint64_t *parent, uint64_t
 int mr_reader_native_node(const mr_reader_t *r, uint64_t id, uint64_t *parent, uint64_t *ip);
 /* The latest name recorded for tid, NULL if none. */
 const char *mr_reader_thread_name(const mr_reader_t *r, uint32_t tid, size_t *len);
+/* Merged captures (MR_FLAG_MERGED): the processes defined so far, numbered
+ * from 1 in the order of their PROCESS records. */
+typedef struct mr_process {
+    uint32_t number;
+    uint32_t pid, parent_pid;
+    uint64_t start_offset_ms; /* from the header's start_ms */
+    uint32_t py_hexversion;
+    const char *command_line; /* NUL-terminated, owned by the reader */
+    size_t command_line_len;
+} mr_process_t;
+size_t mr_reader_n_processes(const mr_reader_t *r);
+/* NULL when number is not defined (yet). */
+const mr_process_t *mr_reader_process(const mr_reader_t *r, uint32_t number);
+/* The process tid ran in (its first THREAD record), 0 if unknown or not a
+ * merged capture. */
+uint32_t mr_reader_thread_process(const mr_reader_t *r, uint32_t tid);
 /* The loaded objects of MAPPINGS generation gen, NULL if never recorded:
  * those that cover an address, sorted by start address (lo). */
 const mr_mapping_t *mr_reader_mappings(const mr_reader_t *r, uint64_t gen, size_t *count);

@@ -39,7 +39,9 @@
 #define SOCK_BUF_SIZE ((size_t)128 << 10)
 #define MR_UNLIKELY_SINK(x) __builtin_expect(!!(x), 0)
 
-enum { KIND_MAPPED, KIND_BUFFERED, KIND_SOCKET };
+enum { KIND_MAPPED, KIND_BUFFERED, KIND_SOCKET, KIND_CALLBACK };
+/* Callback sink: handed on in pieces of this size. */
+#define CB_BUF_SIZE ((size_t)64 << 10)
 
 struct mr_sink {
     int fd;
@@ -52,6 +54,9 @@ struct mr_sink {
     uint64_t map_off; /* file offset of the window, page-aligned */
     size_t map_len;
     uint64_t file_len; /* bytes preallocated on disk */
+    /* callback sink */
+    mr_sink_write_fn cb;
+    void *cb_ctx;
     /* buffered sink */
     uint8_t *buf;
     size_t buf_size;
@@ -118,6 +123,23 @@ int mr_sink_open_file(const char *path, int overwrite, int buffered, mr_sink_t *
     return 0;
 }
 
+int mr_sink_open_callback(mr_sink_write_fn fn, void *ctx, mr_sink_t **out)
+{
+    mr_sink_t *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->buf = malloc(CB_BUF_SIZE)) == NULL) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->fd = -1;
+    s->buffered = 1;
+    s->kind = KIND_CALLBACK;
+    s->buf_size = CB_BUF_SIZE;
+    s->cb = fn;
+    s->cb_ctx = ctx;
+    *out = s;
+    return 0;
+}
+
 /* Makes [written, written + n) writable: extends the file if needed and moves
  * the window to start at the page holding `written`. */
 static int remap_window(mr_sink_t *s, size_t n)
@@ -158,6 +180,8 @@ static int remap_window(mr_sink_t *s, size_t n)
 /* Writes n bytes at p straight to the descriptor. */
 static int put_direct(mr_sink_t *s, const uint8_t *p, size_t n)
 {
+    if (s->kind == KIND_CALLBACK)
+        return n > 0 ? s->cb(s->cb_ctx, p, n) : 0;
     if (s->kind != KIND_SOCKET)
         return write_all(s->fd, p, n);
     if (s->failed)
@@ -235,6 +259,8 @@ uint64_t mr_sink_size(const mr_sink_t *s)
 
 int mr_sink_flush(mr_sink_t *s)
 {
+    if (s->kind == KIND_CALLBACK)
+        return flush_buffer(s);
     if (s->kind != KIND_SOCKET)
         return 0;
     if (s->failed)
@@ -367,7 +393,7 @@ int mr_sink_close(mr_sink_t *s)
         if (ftruncate(s->fd, (off_t)s->written) < 0 && rc == 0)
             rc = -errno;
     }
-    if (close(s->fd) < 0 && rc == 0)
+    if (s->fd >= 0 && close(s->fd) < 0 && rc == 0)
         rc = -errno;
     free(s);
     return rc;
@@ -380,7 +406,8 @@ void mr_sink_abandon(mr_sink_t *s)
     if (s->map != NULL)
         munmap(s->map, s->map_len);
     free(s->buf);
-    close(s->fd);
+    if (s->fd >= 0)
+        close(s->fd);
     free(s);
 }
 

@@ -36,10 +36,16 @@ int mr_sink_open_socket(const char *address, unsigned port, mr_sink_t **out);
  * blocking the tracked program (which holds the writer lock) forever. */
 #define MR_SINK_SOCKET_SEND_TIMEOUT_MS 10000
 
+/* Callback sink: hands every byte to fn, in order, in pieces of up to 64 KiB
+ * (at flush and close, and whenever its buffer fills). fn returns 0 or
+ * -errno, which the write that called it returns. Used by the merge to
+ * stream a capture into a reader without a file. */
+typedef int (*mr_sink_write_fn)(void *ctx, const uint8_t *p, size_t n);
+int mr_sink_open_callback(mr_sink_write_fn fn, void *ctx, mr_sink_t **out);
 /* Sends what the socket sink holds in its buffer; a no-op for the others.
  * The tracker calls it periodically, so a reader sees the records of a
- * program that allocates little. 0 or -errno (-EPIPE, -ECONNRESET,
- * -ETIMEDOUT); a socket sink that failed once keeps failing with that error. */
+ * program that allocates little. A callback sink hands its buffer on. 0 or -errno (-EPIPE,
+ * -ECONNRESET, -ETIMEDOUT); a socket sink that failed once keeps failing with that error. */
 int mr_sink_flush(mr_sink_t *sink);
 
 /* 1 for a socket sink. */

@@ -24,7 +24,10 @@
 enum { KIND_UNKNOWN, KIND_PLAIN, KIND_ZSTD };
 
 struct mr_source {
-    int fd;
+    int fd;               /* -1 for a generated source */
+    mr_source_gen_fn gen; /* generated source: where the bytes come from */
+    void (*gen_free)(void *ctx);
+    void *gen_ctx;
     int seekable;      /* 1: pread at file_off; 0: read(2) in order */
     uint64_t file_off; /* next raw byte to read (seekable fds) */
     int raw_eof;       /* the raw file has no more bytes */
@@ -66,14 +69,17 @@ static ssize_t stream_read(int fd, uint8_t *dst, size_t len)
 static ssize_t raw_read(mr_source_t *s, uint8_t *dst, size_t len)
 {
     for (;;) {
-        ssize_t n =
-            s->seekable ? pread(s->fd, dst, len, (off_t)s->file_off) : stream_read(s->fd, dst, len);
+        ssize_t n = s->gen != NULL ? s->gen(s->gen_ctx, dst, len, s->detail, sizeof s->detail)
+                    : s->seekable  ? pread(s->fd, dst, len, (off_t)s->file_off)
+                                   : stream_read(s->fd, dst, len);
         if (n >= 0) {
             s->file_off += (uint64_t)n;
             if (n == 0)
                 s->raw_eof = 1;
             return n;
         }
+        if (s->gen != NULL)
+            return n;
         if (errno != EINTR)
             return -errno;
     }
@@ -98,6 +104,22 @@ int mr_source_open_fd(mr_source_t **out, int fd)
     return 0;
 }
 
+int mr_source_open_gen(mr_source_t **out, mr_source_gen_fn gen, void (*gen_free)(void *ctx),
+                       void *ctx)
+{
+    mr_source_t *s = calloc(1, sizeof *s);
+    uint8_t *buf = s != NULL ? malloc(BUF_SIZE) : NULL;
+    if (buf == NULL) {
+        free(s);
+        gen_free(ctx);
+        return -ENOMEM;
+    }
+    *s = (mr_source_t){
+        .fd = -1, .gen = gen, .gen_free = gen_free, .gen_ctx = ctx, .buf = buf, .cap = BUF_SIZE};
+    *out = s;
+    return 0;
+}
+
 int mr_source_open(mr_source_t **out, const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -112,6 +134,8 @@ void mr_source_close(mr_source_t *s)
         return;
     if (s->fd >= 0)
         close(s->fd);
+    if (s->gen_free != NULL)
+        s->gen_free(s->gen_ctx);
     ZSTD_freeDCtx(s->dctx);
     free(s->zin);
     free(s->buf);

@@ -20,6 +20,15 @@ int mr_source_open(mr_source_t **out, const char *path);
  * cannot be rewound. 0 or -errno; on error fd is closed. */
 int mr_source_open_fd(mr_source_t **out, int fd);
 
+/* A source whose bytes gen makes on demand: it writes up to len bytes at
+ * dst and returns how many (0: the data ended) or -errno (-EBADMSG with a
+ * line in detail: then reported as mr_source_detail). Read in order, not
+ * rewindable. gen_free(ctx) runs at close (and on failure here). The merge
+ * streams a merged capture to a reader this way. */
+typedef ssize_t (*mr_source_gen_fn)(void *ctx, uint8_t *dst, size_t len, char *detail,
+                                    size_t detail_len);
+int mr_source_open_gen(mr_source_t **out, mr_source_gen_fn gen, void (*gen_free)(void *ctx),
+                       void *ctx);
 void mr_source_close(mr_source_t *s);
 
 /* Called with waiting = 1 before, and 0 after, every read(2) that the calling

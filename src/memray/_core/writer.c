@@ -278,6 +278,45 @@ int mr_writer_pad(mr_writer_t *w, size_t n)
     return emit(w, buf, n, sizeof buf);
 }
 
+int mr_writer_process(mr_writer_t *w, uint32_t number, const mr_process_info_t *define)
+{
+    size_t cmd_len = define != NULL ? define->command_line_len : 0;
+    if (cmd_len > MR_MAX_STRING)
+        cmd_len = MR_MAX_STRING;
+    size_t cap = 1 + 6 * MR_VARINT_MAX + cmd_len;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    uint8_t *p = buf;
+    if (define != NULL) {
+        *p++ = MR_TAG(MR_REC_PROCESS, MR_PROCESS_DEFINE);
+        p = mr_put_uvarint(p, define->pid);
+        p = mr_put_uvarint(p, define->parent_pid);
+        p = mr_put_uvarint(p, define->start_offset_ms);
+        p = mr_put_uvarint(p, define->py_hexversion);
+        p = mr_put_uvarint(p, cmd_len);
+        memcpy(p, define->command_line, cmd_len);
+        p += cmd_len;
+    } else {
+        *p++ = MR_TAG(MR_REC_PROCESS, 0);
+        p = mr_put_uvarint(p, number);
+    }
+    int rc = emit(w, buf, (size_t)(p - buf), cap);
+    free(buf);
+    if (rc == 0)
+        w->tid = 0; /* a reader resets its thread on a switch */
+    return rc;
+}
+
+int mr_writer_process_exit(mr_writer_t *w, uint32_t number)
+{
+    uint8_t buf[1 + MR_VARINT_MAX];
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_PROCESS, MR_PROCESS_EXIT);
+    p = mr_put_uvarint(p, number);
+    return emit(w, buf, (size_t)(p - buf), sizeof buf);
+}
+
 int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
                       unsigned flags)
 {

@@ -82,6 +82,18 @@ int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t sta
                   uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n, uint64_t leak_bytes);
 /* A PAD record of n bytes in all (n >= 2). */
 int mr_writer_pad(mr_writer_t *w, size_t n);
+/* Merged captures (MR_FLAG_MERGED): switches to process `number`, defining
+ * it when define is not NULL (it must then be the next number). */
+typedef struct mr_process_info {
+    uint32_t pid, parent_pid;
+    uint64_t start_offset_ms;
+    uint32_t py_hexversion;
+    const char *command_line;
+    size_t command_line_len;
+} mr_process_info_t;
+int mr_writer_process(mr_writer_t *w, uint32_t number, const mr_process_info_t *define);
+/* Process `number` (defined) ended here. */
+int mr_writer_process_exit(mr_writer_t *w, uint32_t number);
 int mr_writer_trailer(mr_writer_t *w, uint64_t ms, uint64_t total_allocs, uint64_t peak,
                       unsigned flags);
 

@@ -38,6 +38,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "flamegraph",
     "table",
     "diff",
+    "merge",
     "transform",
     "attach",
     "detach",

@@ -93,18 +93,54 @@ def reading(path: PathLike) -> Iterator[None]:
         raise CommandError(f"{name}: {reason}") from error
 
 
-def open_reader(path: PathLike, **kwargs: Any) -> FileReader:
-    """Opens a capture for a report; every failure is a one-line CommandError."""
+def captures(path: PathLike, more: Iterable[PathLike] = ()) -> str | list[str]:
+    """The checked capture path, or the list of them when there are several
+    (the reader merges those while it reads)."""
+    names = [check_capture_path(p) for p in (path, *more)]
+    return names[0] if len(names) == 1 else names
+
+
+def open_reader(path: PathLike, more: Iterable[PathLike] = (), **kwargs: Any) -> FileReader:
+    """Opens a capture (or several captures as one, merged while read) for a
+    report; every failure is a one-line CommandError."""
     from memray._reader import FileReader
 
-    name = check_capture_path(path)
+    source = captures(path, more)
     kwargs.setdefault("report_progress", progress_enabled())
-    with reading(name):
-        return FileReader(name, **kwargs)
+    with reading(os.fspath(path)):
+        return FileReader(source, **kwargs)
 
 
-def add_results_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="FILE", help="Capture written by `memray run`")
+class _StoreCaptures(argparse.Action):
+    """FILE [FILE ...]: the first in ``results``, the others in
+    ``more_results``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.results, namespace.more_results = values[0], list(values[1:])
+
+
+def add_results_argument(parser: argparse.ArgumentParser, *, several: bool = True) -> None:
+    """The capture a report reads; with several=True, more than one may be
+    given (the captures of a process tree, e.g. out.bin out.bin.*), read as
+    one merged capture (see `memray merge`)."""
+    if not several:
+        parser.add_argument("results", metavar="FILE", help="Capture written by `memray run`")
+        return
+    parser.set_defaults(more_results=[])
+    parser.add_argument(
+        "results",
+        metavar="FILE",
+        nargs="+",
+        action=_StoreCaptures,
+        help="Capture written by `memray run`; several (e.g. out.bin out.bin.*, from "
+        "--follow-children) are merged into one report",
+    )
 
 
 def add_snapshot_options(parser: argparse.ArgumentParser, *, leaks: bool = True) -> None:

@@ -119,19 +119,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = check_output_file(
         args.output or default_output_path(name, "flamegraph", ".html"), force=args.force
     )
-    write_text(out, render(name, args))
+    write_text(out, render(name, args, more=args.more_results))
     print(f"Wrote {out}")
     return 0
 
 
-def render(name: str, args: argparse.Namespace) -> str:
+def render(name: str, args: argparse.Namespace, more: list[str] | None = None) -> str:
     """The flame graph page of the capture ``name`` that the options of
-    add_snapshot_options and add_view_options in ``args`` ask for."""
+    add_snapshot_options and add_view_options in ``args`` ask for (with
+    the captures ``more`` merged in)."""
     from memray.reporters.flamegraph import render_flamegraph
 
     kind = snapshot_kind(args)
     merge_threads = not args.split_threads
-    reader = open_reader(name, max_memory_records=args.max_memory_records)
+    reader = open_reader(name, more or (), max_memory_records=args.max_memory_records)
     with reading(name), reader:
         metadata = reader.metadata
         snapshots = list(reader.get_memory_snapshots())

@@ -14,7 +14,7 @@ HELP = "Print every raw record of a capture, one per line (for debugging)"
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    add_results_argument(parser)
+    add_results_argument(parser, several=False)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

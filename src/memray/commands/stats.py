@@ -11,6 +11,7 @@ from pathlib import Path
 from .common import (
     CommandError,
     add_results_argument,
+    captures,
     check_capture_path,
     check_output_file,
     positive_int,
@@ -64,12 +65,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from memray.reporters.stats import StatsReporter
 
     path = check_capture_path(args.results)
+    source = captures(path, args.more_results)
     json_path = _json_path(args) if args.json else None
     if json_path is not None:
         check_output_file(json_path, force=args.force)
     with reading(path):  # an aggregated capture: NotImplementedError, one line
         stats = compute_statistics(
-            path, report_progress=progress_enabled(), num_largest=args.num_largest
+            source, report_progress=progress_enabled(), num_largest=args.num_largest
         )
     reporter = StatsReporter(stats, args.num_largest)
     if json_path is None:

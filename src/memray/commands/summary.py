@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if not 1 <= args.sort_column <= SummaryReporter.N_COLUMNS:
         parser.error(f"--sort-column must be between 1 and {SummaryReporter.N_COLUMNS}")
-    reader = open_reader(args.results)
+    reader = open_reader(args.results, args.more_results)
     with reader, reading(args.results):
         reporter = SummaryReporter.from_snapshot(
             snapshot_records(reader, args), native=reader.metadata.has_native_traces

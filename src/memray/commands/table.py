@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.output or default_output_path(name, "table", ".html"), force=args.force
     )
     merge_threads = not args.split_threads
-    reader = open_reader(name)
+    reader = open_reader(name, args.more_results)
     with reading(name), reader:
         page = render_table(
             snapshot_records(reader, args, merge_threads=merge_threads),

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = check_output_file(
         args.output or default_output_path(name, fmt, transform.SUFFIXES[fmt]), force=args.force
     )
-    reader = open_reader(name)
+    reader = open_reader(name, args.more_results)
     with reading(name), reader:
         native = bool(getattr(reader.metadata, "has_native_traces", False))
         if fmt == "pprof":

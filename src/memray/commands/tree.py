@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from memray.reporters._text import size_fmt
     from memray.reporters.tree import TreeReporter
 
-    reader = open_reader(args.results)
+    reader = open_reader(args.results, args.more_results)
     with reader, reading(args.results):
         metadata = reader.metadata
         reporter = TreeReporter.from_snapshot(

@@ -316,8 +316,9 @@ def arena_leaks_warning(kind: str, metadata: Any) -> bool:
     )
 
 
-def describe_metadata(metadata: Any) -> dict[str, str]:
-    """Display strings for a capture's Metadata (escaped later by the template)."""
+def describe_metadata(metadata: Any) -> dict[str, Any]:
+    """Display strings for a capture's Metadata (escaped later by the template);
+    ``processes`` lists a merged capture's processes, one string each."""
 
     def get(name: str, default: Any = "") -> Any:
         return getattr(metadata, name, default)
@@ -332,6 +333,12 @@ def describe_metadata(metadata: Any) -> dict[str, str]:
     return {
         "command_line": str(get("command_line", "")),
         "pid": str(get("pid", "")),
+        "parent_pid": str(get("parent_pid", 0) or ""),
+        "processes": [
+            f"{p.pid} (parent {p.parent_pid or '-'}, +{p.start_offset_ms / 1000:.3f} s): "
+            f"{p.command_line}"
+            for p in get("processes", ()) or ()
+        ],
         "start_time": str(start or ""),
         "end_time": str(end or ""),
         "duration": duration,

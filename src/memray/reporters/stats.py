@@ -82,6 +82,8 @@ def _json_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, enum.Enum):
         return value.name.lower() if not isinstance(value, int) else int(value)
+    if isinstance(value, tuple) and all(hasattr(v, "_asdict") for v in value):
+        return [v._asdict() for v in value]  # a merged capture's processes
     return value
 
 
@@ -214,6 +216,13 @@ class StatsReporter:
         heading("📦", "Peak memory usage:")
         line(f"\t{_size(self.peak_memory())}")
         line()
+        processes = getattr(self.stats.metadata, "processes", ())
+        if processes:  # a merged capture (memray merge, or several captures)
+            heading("🌳", f"Processes merged: {len(processes)}")
+            for p in processes:
+                parent = f"parent {p.parent_pid}" if p.parent_pid else "no parent"
+                line(f"\t- pid {p.pid} ({parent}): {p.command_line}")
+            line()
         heading("📊", "Histogram of allocation size:")
         for text in self._histogram_lines(bar):
             line(f"\t{text}")
