@@ -23,7 +23,7 @@ C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/
 # Deferred (=): pkg-config may only exist once `deps` has run. The C tests are
 # checked builds (MR_CHECKS: the asserts of check.h are on).
 C_FLAGS = -std=gnu11 -O1 -g -Wall -Wextra -DMR_CHECKS -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
-C_LIBS = $(shell pkg-config --libs libzstd libdw 2>/dev/null) -lstdc++ -lpthread -ldl
+C_LIBS = $(shell pkg-config --libs libzstd libdw 2>/dev/null) -lstdc++ -lpthread -ldl -lm
 
 .PHONY: all deps venv build test test-c test-py test-asan test-tsan lint demo bench clean wheel \
 	fuzz test-fuzz-replay
@@ -77,7 +77,7 @@ FUZZ_SOURCES := fuzz/symbolize_stub.c $(CORE)/source.c $(CORE)/reader.c $(CORE)/
 	$(CORE)/analyze.c $(CORE)/stacks.c $(CORE)/live.c
 FUZZ_DEPS = $(FUZZ_SOURCES) $(wildcard $(CORE)/*.h) fuzz/fuzz_common.h
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -DMR_CHECKS -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)
-FUZZ_LIBS = $(shell pkg-config --libs libzstd 2>/dev/null) -lpthread
+FUZZ_LIBS = $(shell pkg-config --libs libzstd 2>/dev/null) -lpthread -lm
 # Inputs up to 64 KiB (every seed is smaller); an input running 10 s is a hang.
 FUZZ_RUN_FLAGS = -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
 	-max_len=65536 -rss_limit_mb=2048

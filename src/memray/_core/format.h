@@ -5,6 +5,7 @@
 #ifndef MR_FORMAT_H
 #define MR_FORMAT_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -43,7 +44,10 @@ enum {
 /* Made by `memray merge` from captures of several processes: PROCESS records
  * say which process the records that follow belong to (merge.h). */
 #define MR_FLAG_MERGED 0x8u
-#define MR_FLAGS_KNOWN 0xFu
+/* Sampled allocations (Tracker(sample_every=N)): the first record is an EXT
+ * of kind MR_EXT_SAMPLING holding N. */
+#define MR_FLAG_SAMPLED 0x10u
+#define MR_FLAGS_KNOWN 0x1Fu
 
 enum mr_pyalloc {
     MR_PYALLOC_PYMALLOC = 0,
@@ -129,6 +133,10 @@ static inline int mr_allocator_is_free(unsigned a)
  *              process ended here (no switch): its blocks still alive leave
  *              the heap (and stay what it leaked). Addresses of process N
  *              carry N in bits 48-63 (MR_PROCESS_ADDR_SHIFT).
+ *  EXT         arg=kind (MR_EXT_*); uvarint n; n bytes of the kind's body.
+ *              Readers skip kinds they do not know (and bytes of a body
+ *              beyond what they know of it): room for new records without a
+ *              new format version. Kind 0 is corrupt.
  *
  * Address, stack and native deltas are against the previous record of the
  * whole stream (not per thread), starting from 0. */
@@ -148,7 +156,8 @@ enum mr_record_type {
     MR_REC_TRAILER = 0xC,
     MR_REC_PAD = 0xD,
     MR_REC_PROCESS = 0xE,
-    MR_REC_LAST = MR_REC_PROCESS, /* the highest kind a writer emits */
+    MR_REC_EXT = 0xF,
+    MR_REC_LAST = MR_REC_EXT, /* the highest kind a writer emits */
 };
 
 #define MR_TAG(type, arg) ((uint8_t)(((arg) << 4) | (type)))
@@ -161,6 +170,28 @@ enum mr_record_type {
 #define MR_PROCESS_DEFINE 0x1u
 #define MR_PROCESS_EXIT 0x2u
 #define MR_PROCESS_ADDR_SHIFT 48
+
+/* EXT kinds (the tag argument). */
+enum mr_ext_kind {
+    /* uvarint sample_every: allocations were sampled, each byte with
+     * probability 1/sample_every (mr_sample_weight). Only as the first
+     * record, with MR_FLAG_SAMPLED. */
+    MR_EXT_SAMPLING = 1,
+};
+
+/* Sampled captures: an allocation of size bytes is recorded with
+ * probability 1 - exp(-size / every) (a Poisson process over bytes, one per
+ * `every` bytes on average); the bytes it stands for, unbiased, are size
+ * divided by that probability. Allocations by mmap are never sampled (weight
+ * 1). Returns the estimate rounded to a byte. */
+static inline uint64_t mr_sample_weight(uint64_t size, uint64_t every)
+{
+    if (every <= 1 || size == 0)
+        return size;
+    double p = -expm1(-(double)size / (double)every);
+    double est = (double)size / p + 0.5;
+    return est >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)est;
+}
 
 /* The reader asks for this many bytes before decoding each record (more than
  * the longest fixed-size record, AGG: a tag and 8 varints, 81 bytes). */

@@ -322,6 +322,22 @@ static int read_header(mr_reader_t *r, char *err, size_t errlen)
     hd->command_line[cmd_len] = '\0';
     hd->command_line_len = cmd_len;
     r->p += MR_HEADER_SIZE + cmd_len;
+    if (hd->flags & MR_FLAG_SAMPLED) {
+        /* The interval is part of what the header says: read its record now. */
+        mr_event_t ev;
+        int raw = r->raw;
+        r->raw = 1;
+        rc = mr_reader_next(r, &ev);
+        r->raw = raw;
+        if (rc <= 0 || ev.type != MR_REC_EXT || ev.id != MR_EXT_SAMPLING) {
+            if (rc >= 0)
+                set_error(r, MR_ERR_CORRUPT,
+                          "corrupt capture at byte %zu: sampled capture without its interval",
+                          (size_t)MR_HEADER_SIZE + cmd_len);
+            rc = r->err;
+            goto fail;
+        }
+    }
     return 0;
 fail:
     if (err != NULL && errlen > 0)
@@ -1095,6 +1111,44 @@ static int decode_trailer(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, co
     return DEC_EVENT;
 }
 
+/* EXT: kinds this reader knows are decoded from the body; others skipped.
+ * Every body is checked to lie within the record. */
+static int decode_ext(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
+                      unsigned arg)
+{
+    if (arg == 0)
+        return unknown_tag(r, rec);
+    uint64_t n;
+    GETU(n);
+    if (n > MR_MAX_STRING)
+        return corrupt(r, rec, "EXT of %" PRIu64 " bytes (limit %u)", n, MR_MAX_STRING);
+    int rc = need(r, &rec, &q, (size_t)n);
+    if (rc < 0)
+        return io_error(r, rc);
+    if (rc == 0)
+        return truncated(r);
+    const uint8_t *body = q, *end = q + n;
+    ev->id = arg;
+    switch (arg) {
+    case MR_EXT_SAMPLING: {
+        uint64_t every;
+        if (!(r->hdr.flags & MR_FLAG_SAMPLED) || r->counts[MR_REC_EXT] != 0 ||
+            rec_offset(r, rec) != MR_HEADER_SIZE + r->hdr.command_line_len)
+            return corrupt(r, rec, "EXT SAMPLING not first in a sampled capture");
+        if (mr_get_uvarint(&body, end, &every) < 0 || every == 0)
+            return corrupt(r, rec, "EXT SAMPLING without an interval");
+        r->hdr.sample_every = every;
+        ev->a = every;
+        break;
+    }
+    default:
+        break;
+    }
+    r->p = end;
+    r->counts[MR_REC_EXT]++;
+    return r->raw ? DEC_EVENT : DEC_QUIET;
+}
+
 static int decode_process(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
                           unsigned arg)
 {
@@ -1190,6 +1244,8 @@ static int decode(mr_reader_t *r, mr_event_t *ev)
         return decode_trailer(r, ev, rec, q, arg);
     case MR_REC_PROCESS:
         return decode_process(r, ev, rec, q, arg);
+    case MR_REC_EXT:
+        return decode_ext(r, ev, rec, q, arg);
     default:
         return unknown_tag(r, rec);
     }
@@ -1287,6 +1343,8 @@ int mr_reader_format_header(const mr_reader_t *r, char *buf, size_t len)
          h->version, h->flags, h->python_allocator, h->pid, h->parent_pid, h->main_tid, h->start_ms,
          h->py_hexversion, h->interval_ms, mr_reader_compressed(r));
     outq(&o, h->command_line ? h->command_line : "", h->command_line_len);
+    if (h->flags & MR_FLAG_SAMPLED)
+        outf(&o, " sample_every=%" PRIu64, h->sample_every);
     return (int)o.used;
 }
 
@@ -1370,6 +1428,11 @@ int mr_reader_format_event(const mr_reader_t *r, const mr_event_t *ev, char *buf
              "TRAILER ms=%" PRIu64 " total_allocations=%" PRIu64 " peak_bytes=%" PRIu64
              " flags=0x%" PRIx64,
              ev->ms, ev->a, ev->b, ev->flags);
+        break;
+    case MR_REC_EXT:
+        outf(&o, "EXT kind=%" PRIu64, ev->id);
+        if (ev->id == MR_EXT_SAMPLING)
+            outf(&o, " sampling every=%" PRIu64, ev->a);
         break;
     case MR_REC_PROCESS: {
         const mr_process_t *p = mr_reader_process(r, (uint32_t)ev->id);

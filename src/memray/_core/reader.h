@@ -34,6 +34,7 @@ typedef struct mr_header {
     uint32_t interval_ms;
     char *command_line; /* NUL-terminated copy, owned by the reader */
     size_t command_line_len;
+    uint64_t sample_every; /* MR_FLAG_SAMPLED: from the EXT record that follows */
 } mr_header_t;
 
 typedef struct mr_code {
@@ -79,7 +80,7 @@ typedef struct mr_event {
     int has_heap;
     uint64_t peak_n, peak_bytes, leak_n, leak_bytes; /* AGG */
     uint64_t id;     /* definitions: the id the record defines; MAPPINGS: generation;
-                      * PROCESS: the process number */
+                      * PROCESS: the process number; EXT: the kind */
     uint64_t a, b;   /* FRAME: code, line; NODE/NATIVE_NODE: parent, frame/ip;
                       * MAPPINGS: count; TRAILER: total allocations, peak */
     uint64_t flags;  /* TRAILER */

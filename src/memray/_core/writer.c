@@ -29,6 +29,11 @@ int mr_writer_init(mr_writer_t *w, mr_sink_t *sink, const mr_header_info_t *info
     int rc = mr_sink_write(sink, h, sizeof h);
     if (rc == 0 && info->command_line_len > 0)
         rc = mr_sink_write(sink, info->command_line, info->command_line_len);
+    if (rc == 0 && (info->flags & MR_FLAG_SAMPLED)) {
+        uint8_t body[MR_VARINT_MAX];
+        size_t n = (size_t)(mr_put_uvarint(body, info->sample_every) - body);
+        rc = mr_writer_ext(w, MR_EXT_SAMPLING, body, n);
+    }
     return rc;
 }
 
@@ -263,6 +268,24 @@ int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t sta
     p = mr_put_uvarint(p, leak_n);
     p = mr_put_uvarint(p, leak_bytes);
     return emit(w, buf, (size_t)(p - buf), sizeof buf);
+}
+
+int mr_writer_ext(mr_writer_t *w, unsigned kind, const uint8_t *body, size_t len)
+{
+    uint8_t head[1 + MR_VARINT_MAX];
+    size_t cap = sizeof head + len;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    uint8_t *p = buf;
+    *p++ = MR_TAG(MR_REC_EXT, kind);
+    p = mr_put_uvarint(p, len);
+    if (len > 0)
+        memcpy(p, body, len);
+    p += len;
+    int rc = emit(w, buf, (size_t)(p - buf), cap);
+    free(buf);
+    return rc;
 }
 
 int mr_writer_pad(mr_writer_t *w, size_t n)

@@ -23,6 +23,7 @@ typedef struct mr_header_info {
     uint32_t interval_ms;
     const char *command_line;
     size_t command_line_len;
+    uint64_t sample_every; /* with MR_FLAG_SAMPLED: written as the first record */
 } mr_header_info_t;
 
 typedef struct mr_writer {
@@ -80,6 +81,8 @@ int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t
 int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap);
 int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack, uint64_t native,
                   uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n, uint64_t leak_bytes);
+/* An EXT record of kind with body [body, body + len). */
+int mr_writer_ext(mr_writer_t *w, unsigned kind, const uint8_t *body, size_t len);
 /* A PAD record of n bytes in all (n >= 2). */
 int mr_writer_pad(mr_writer_t *w, size_t n);
 /* Merged captures (MR_FLAG_MERGED): switches to process `number`, defining
