@@ -32,6 +32,8 @@ MODES: dict[str, dict[str, Any] | None] = {
     "default": {"trace_python_allocators": False, "native_traces": False},
     "pyalloc": {"trace_python_allocators": True, "native_traces": False},
     "native": {"trace_python_allocators": False, "native_traces": True},
+    # Ours only (memray 1.x cannot sample): the production setting.
+    "sampled": {"sample_every": 512 * 1024},
 }
 
 

@@ -87,6 +87,10 @@ class Metadata:
     # New in 2.x: a merged capture's processes, in the order they first
     # appear; () for a capture of one process.
     processes: tuple[ProcessInfo, ...] = ()
+    # New in 2.x: Tracker(sample_every=N): each allocated byte was sampled
+    # with probability 1/N, and every size the reader gives is an estimate;
+    # 0 when every allocation was recorded.
+    sample_every: int = 0
 
 
 @dataclass
@@ -230,6 +234,7 @@ def _make_metadata(
             else FileFormat.ALL_ALLOCATIONS
         ),
         parent_pid=header.get("parent_pid", 0),
+        sample_every=header.get("sample_every", 0),
         processes=tuple(
             ProcessInfo(p["pid"], p["parent_pid"], p["command_line"], p["start_offset_ms"])
             for p in processes or ()

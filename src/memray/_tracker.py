@@ -189,6 +189,14 @@ class Tracker:
     ``follow_children=True`` (new in 2.x; implies ``follow_fork``) also tracks
     every Python process the program starts, by fork, multiprocessing or
     subprocess, each into ``<file_name>.<pid>`` (docs/children.md).
+
+    ``sample_every=N`` (new in 2.x, bytes) records a sample of the
+    allocations instead of all of them: each allocated byte is sampled with
+    probability 1/N, so an allocation of s bytes is recorded with probability
+    1 - exp(-s/N). Readers and reports weigh what was recorded to give
+    unbiased estimates of every size (peak, leaks, totals), and say so.
+    Allocations by mmap are always recorded. Meant for production: the
+    overhead falls with N (docs/sampling.md).
     """
 
     def __init__(
@@ -202,6 +210,7 @@ class Tracker:
         trace_python_allocators: bool = False,
         file_format: FileFormat = FileFormat.ALL_ALLOCATIONS,
         follow_children: bool = False,
+        sample_every: int = 0,
     ) -> None:
         if (file_name is None) == (destination is None):
             raise TypeError(
@@ -215,6 +224,11 @@ class Tracker:
             raise TypeError("file_format must be a memray.FileFormat")
         if int(memory_interval_ms) <= 0:
             raise ValueError("memory_interval_ms must be a positive number of milliseconds")
+        if isinstance(sample_every, bool) or not isinstance(sample_every, int):
+            raise TypeError("sample_every must be an int (bytes), 0 to record everything")
+        if not 0 <= sample_every < 2**63:
+            raise ValueError("sample_every must be 0 (record everything) or a number of bytes")
+        self._sample_every = sample_every
         self._destination: Destination = destination
         self._socket: Any = None  # live tracking: the connected reader, until start
         self._native_traces = bool(native_traces)
@@ -282,6 +296,7 @@ class Tracker:
             sink=sink,
             fork_base=session.base if session is not None else None,
             parent_pid=session.parent if session is not None else 0,
+            sample_every=self._sample_every,
         )
         self._active = True
         if session is not None:

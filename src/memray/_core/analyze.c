@@ -24,12 +24,18 @@ static int run_pass(mr_reader_t *r, const mr_progress_t *p, event_fn fn, prefetc
 {
     mr_event_t batch[BATCH];
     uint64_t events = 0, next_report = MR_PROGRESS_EVERY;
+    const mr_header_t *h = mr_reader_header(r);
+    /* A sampled capture: every pass sums estimates (format.h). */
+    uint64_t every = (h->flags & MR_FLAG_SAMPLED) ? h->sample_every : 0;
     int rc = 1;
     while (rc > 0) {
         int n = 0;
         while (n < BATCH && (rc = mr_reader_next(r, &batch[n])) > 0) {
-            if (batch[n].type == MR_REC_ALLOC || batch[n].type == MR_REC_FREE)
-                prefetch(ctx, batch[n].addr);
+            mr_event_t *ev = &batch[n];
+            if (ev->type == MR_REC_ALLOC || ev->type == MR_REC_FREE)
+                prefetch(ctx, ev->addr);
+            if (every != 0 && ev->type == MR_REC_ALLOC && ev->allocator != MR_MMAP)
+                ev->size = mr_sample_weight(ev->size, every);
             n++;
         }
         for (int i = 0; i < n; i++) {

@@ -369,7 +369,7 @@ static PyObject *pass_header(pass_object_t *self, void *closure)
     (void)closure;
     const mr_header_t *h = mr_reader_header(self->r);
     return Py_BuildValue(
-        "{s:I,s:I,s:I,s:k,s:k,s:k,s:K,s:k,s:k,s:N,s:O,s:O,s:O,s:O,s:O}", "version",
+        "{s:I,s:I,s:I,s:k,s:k,s:k,s:K,s:k,s:k,s:N,s:O,s:O,s:O,s:O,s:O,s:K}", "version",
         (unsigned)h->version, "flags", (unsigned)h->flags, "python_allocator",
         (unsigned)h->python_allocator, "pid", (unsigned long)h->pid, "parent_pid",
         (unsigned long)h->parent_pid, "main_tid", (unsigned long)h->main_tid, "start_ms",
@@ -380,7 +380,8 @@ static PyObject *pass_header(pass_object_t *self, void *closure)
         (h->flags & MR_FLAG_PYALLOC) ? Py_True : Py_False, "aggregated",
         (h->flags & MR_FLAG_AGGREGATED) ? Py_True : Py_False, "merged",
         (h->flags & MR_FLAG_MERGED) ? Py_True : Py_False, "compressed",
-        mr_reader_compressed(self->r) ? Py_True : Py_False);
+        mr_reader_compressed(self->r) ? Py_True : Py_False, "sample_every",
+        (unsigned long long)((h->flags & MR_FLAG_SAMPLED) ? h->sample_every : 0));
 }
 
 static PyObject *make_record(pass_object_t *pass, long long tid, unsigned long long address,

@@ -115,17 +115,19 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"path",        "overwrite",    "buffered",         "compress",
                              "aggregated",  "native",       "trace_pymalloc",   "follow_fork",
                              "interval_ms", "command_line", "python_allocator", "boundary_frame",
-                             "sink",        "fork_base",    "parent_pid",       NULL};
+                             "sink",        "fork_base",    "parent_pid",       "sample_every",
+                             NULL};
     PyObject *path_arg, *path_obj, *boundary = Py_None, *sink_arg = Py_None;
     int overwrite = 0, buffered = 0, compress = 1, aggregated = 0, native = 0, pymalloc = 0,
         follow_fork = 0, python_allocator = 0;
     unsigned int interval_ms = 10;
     unsigned int parent_pid = 0;
+    unsigned long long sample_every = 0;
     const char *command_line = "", *fork_base = NULL;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "O|$pppppppIsiOOzI", kwlist, &path_arg, &overwrite, &buffered, &compress,
+            args, kwargs, "O|$pppppppIsiOOzIK", kwlist, &path_arg, &overwrite, &buffered, &compress,
             &aggregated, &native, &pymalloc, &follow_fork, &interval_ms, &command_line,
-            &python_allocator, &boundary, &sink_arg, &fork_base, &parent_pid))
+            &python_allocator, &boundary, &sink_arg, &fork_base, &parent_pid, &sample_every))
         return NULL;
     socket_sink_object_t *sink = NULL;
     if (sink_arg != Py_None) {
@@ -162,6 +164,7 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
         .command_line = command_line,
         .python_allocator = python_allocator,
         .sink = sink ? sink->sink : NULL,
+        .sample_every = sample_every,
     };
     if (sink != NULL)
         sink->sink = NULL; /* the tracker owns it now, whatever start returns */

@@ -144,8 +144,13 @@ static int fold_locked(mr_live_t *l, const mr_event_t *ev)
     switch (ev->type) {
     case MR_REC_ALLOC: {
         mr_loc_key_t key = {ev->tid, ev->allocator, ev->stack, ev->native};
+        const mr_header_t *h = mr_reader_header(l->r);
+        /* A sampled stream: each recorded block stands for its estimate. */
+        uint64_t size = (h->flags & MR_FLAG_SAMPLED) && ev->allocator != MR_MMAP
+                            ? mr_sample_weight(ev->size, h->sample_every)
+                            : ev->size;
         l->n_allocs++;
-        return mr_agg_alloc_gen(l->agg, &key, ev->addr, ev->size, ev->generation);
+        return mr_agg_alloc_gen(l->agg, &key, ev->addr, size, ev->generation);
     }
     case MR_REC_FREE:
         l->n_frees++;

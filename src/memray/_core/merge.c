@@ -194,6 +194,14 @@ int mr_merge_open(mr_merge_t **out, const int *fds, const char *const *names, si
             rc = -EINVAL;
             goto fail;
         }
+        if (h->sample_every != in[0].hdr.sample_every) {
+            set_err(err, errlen,
+                    "%s and %s were sampled differently (every %" PRIu64 " and %" PRIu64
+                    " bytes; 0: not sampled): merge captures sampled alike",
+                    in[0].name, in[i].name, in[0].hdr.sample_every, h->sample_every);
+            rc = -EINVAL;
+            goto fail;
+        }
         if ((h->flags ^ in[0].hdr.flags) & MR_FLAG_AGGREGATED) {
             size_t agg = h->flags & MR_FLAG_AGGREGATED ? i : 0, all = agg == i ? 0 : i;
             set_err(err, errlen,
@@ -212,7 +220,8 @@ int mr_merge_open(mr_merge_t **out, const int *fds, const char *const *names, si
         }
         if (h->start_ms < in[m->root].hdr.start_ms)
             m->root = i;
-        m->flags |= h->flags & (MR_FLAG_NATIVE | MR_FLAG_PYALLOC | MR_FLAG_AGGREGATED);
+        m->flags |=
+            h->flags & (MR_FLAG_NATIVE | MR_FLAG_PYALLOC | MR_FLAG_AGGREGATED | MR_FLAG_SAMPLED);
         if (i == 0 || h->interval_ms < m->interval_ms)
             m->interval_ms = h->interval_ms;
     }
@@ -324,7 +333,8 @@ static int run_start(merge_run_t *run, mr_sink_t *sink)
                              .py_hexversion = root->hdr.py_hexversion,
                              .interval_ms = run->m->interval_ms,
                              .command_line = root->hdr.command_line,
-                             .command_line_len = root->hdr.command_line_len};
+                             .command_line_len = root->hdr.command_line_len,
+                             .sample_every = root->hdr.sample_every};
     int rc = mr_writer_init(&run->w, sink, &info);
     return rc < 0 ? run_error(run, rc, "writing the merged capture: %s", strerror(-rc)) : 0;
 }

@@ -19,6 +19,7 @@
 #include "aggregate.h"
 #include "check.h"
 #include "format.h"
+#include "hashmap.h"
 #include "hooks.h"
 #include "native.h"
 #include "pymalloc.h"
@@ -30,6 +31,11 @@ int mr_tracker_active;
 __thread int mr_tracker_guard MR_TLS;
 
 typedef struct mr_thread {
+    /* Sampling: bytes this thread allocates before its next sample, and its
+     * random state; valid for capture sample_gen (g.generation). */
+    uint64_t sample_left;
+    uint64_t sample_gen;
+    uint64_t rng;
     uint32_t tid;
     /* The greenlet running on this thread, as a thread of its own: its id
      * stands for tid in the records of the session it was set in. */
@@ -73,6 +79,10 @@ static struct {
     int statm_fd;
     uint32_t session;   /* counts Tracker starts */
     int compress_error; /* errno of the last stop's compression, 0 if none */
+    /* Sampling (opts.sample_every > 0): written at start, read unlocked by
+     * hooks (atomically). */
+    uint64_t sample_every;
+    mr_hm_t sampled; /* the sampled blocks alive: address -> 1 */
 } g = {
     .lock = MR_MUTEX_INITIALIZER,
     .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -191,6 +201,74 @@ void mr_tracker_set_greenlet_tid(uint32_t tid)
     mr_tracker_guard--;
 }
 
+/* ---- sampling -------------------------------------------------------------
+ * Each thread counts down the bytes to its next sample point; the points form
+ * a Poisson process over allocated bytes (exponential gaps of mean
+ * sample_every), so an allocation of s bytes holds one with probability
+ * 1 - exp(-s/N), and after a sampled allocation the next gap starts afresh
+ * (memorylessness). An allocation that is not sampled costs a subtraction
+ * and a compare. A free must find out whether its block was sampled: a
+ * counting filter of 2^20 one-byte counters indexed by the address's hash
+ * answers "certainly not" without a lock for nearly every unsampled block;
+ * only a possible hit takes the writer lock and asks the exact set. */
+
+#define FILTER_BITS 20
+static uint8_t sample_filter[1u << FILTER_BITS];
+
+static inline size_t filter_slot(const void *ptr)
+{
+    return (size_t)(mr_hash64((uintptr_t)ptr) >> (64 - FILTER_BITS));
+}
+
+/* Counters saturate at 255 and then stay (a sticky "maybe"). */
+static void filter_add_locked(const void *ptr)
+{
+    uint8_t *c = &sample_filter[filter_slot(ptr)];
+    uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+    if (v != UINT8_MAX)
+        __atomic_store_n(c, (uint8_t)(v + 1), __ATOMIC_RELAXED);
+}
+
+static void filter_remove_locked(const void *ptr)
+{
+    uint8_t *c = &sample_filter[filter_slot(ptr)];
+    uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+    if (v != UINT8_MAX && v != 0)
+        __atomic_store_n(c, (uint8_t)(v - 1), __ATOMIC_RELAXED);
+}
+
+/* The next gap: exponential with mean `every`, at least 1. */
+static uint64_t sample_gap(mr_thread_t *t, uint64_t every)
+{
+    /* xorshift64*: 53 random bits make u in (0, 1]. */
+    t->rng ^= t->rng >> 12;
+    t->rng ^= t->rng << 25;
+    t->rng ^= t->rng >> 27;
+    uint64_t bits = (t->rng * 0x2545F4914F6CDD1DULL) >> 11;
+    double u = ((double)bits + 1.0) / 9007199254740992.0;
+    double gap = -log(u) * (double)every;
+    if (gap < 1.0)
+        return 1;
+    return gap >= 1.8e19 ? UINT64_MAX : (uint64_t)gap;
+}
+
+/* Whether this allocation is sampled; advances the thread's countdown. */
+static int sample_hit(mr_thread_t *t, uint64_t every, uint64_t generation, size_t size)
+{
+    if (t->sample_gen != generation) {
+        if (t->rng == 0)
+            t->rng = mr_hash64(((uint64_t)t->tid << 32) ^ now_ns(CLOCK_MONOTONIC)) | 1;
+        t->sample_gen = generation;
+        t->sample_left = sample_gap(t, every);
+    }
+    if (t->sample_left > size) {
+        t->sample_left -= size;
+        return 0;
+    }
+    t->sample_left = sample_gap(t, every);
+    return 1;
+}
+
 /* Recording broke (disk full, socket gone, out of memory): stop recording for
  * good, keep the program running, report at stop. */
 static void fail_locked(int rc)
@@ -203,11 +281,21 @@ static void fail_locked(int rc)
 
 void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
 {
+    uint64_t every = __atomic_load_n(&g.sample_every, __ATOMIC_RELAXED);
+    uint64_t generation = __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
+    int sampling = every != 0 && allocator != MR_MMAP;
+    if (sampling) {
+        /* The common case of a sampled capture: not this one. */
+        mr_thread_t *ft = t_thread;
+        if (MR_LIKELY(ft != NULL) && ft->sample_gen == generation && ft->sample_left > size) {
+            ft->sample_left -= size;
+            return;
+        }
+    }
     mr_tracker_guard++;
     mr_thread_t *t = thread_get();
-    if (t == NULL)
+    if (t == NULL || (sampling && !sample_hit(t, every, generation, size)))
         goto out;
-    uint64_t generation = __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
     uint32_t tid = record_tid(t);
     int rc = mr_pystack_walk(&t->py, tid, generation);
     /* Unlocked, so atomic (start writes it while hooks run): it may still be
@@ -227,10 +315,19 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
     /* Never NATIVE_NODE records into a capture without native stacks. */
     if (rc == 0 && native && (g.flags & MR_FLAG_NATIVE))
         rc = mr_native_resolve_locked(&t->native, &g.writer, &native_node);
+    if (rc == 0 && sampling) {
+        /* A sampled capture of this session (the generation check above). */
+        if (mr_hm_put(&g.sampled, (uintptr_t)ptr, 1) < 0)
+            rc = -ENOMEM;
+        else
+            filter_add_locked(ptr);
+    }
     if (rc == 0) {
         if (g.agg != NULL) {
             mr_loc_key_t key = {tid, allocator, node, native_node};
-            rc = mr_agg_alloc(g.agg, &key, (uintptr_t)ptr, size);
+            /* Aggregated: the estimate goes in (the reader cannot weigh). */
+            rc = mr_agg_alloc(g.agg, &key, (uintptr_t)ptr,
+                              sampling ? mr_sample_weight(size, every) : size);
         } else {
             rc =
                 mr_writer_alloc(&g.writer, tid, allocator, (uintptr_t)ptr, size, node, native_node);
@@ -246,11 +343,19 @@ out:
 
 void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
 {
+    int sampling = allocator != MR_MUNMAP && __atomic_load_n(&g.sample_every, __ATOMIC_RELAXED);
+    if (sampling && __atomic_load_n(&sample_filter[filter_slot(ptr)], __ATOMIC_RELAXED) == 0)
+        return; /* certainly not a sampled block */
     mr_tracker_guard++;
     mr_thread_t *t = thread_get();
     if (t == NULL)
         goto out;
     mr_mutex_lock(&g.lock);
+    if (sampling && mr_tracker_active) {
+        if (mr_hm_del(&g.sampled, (uintptr_t)ptr) <= 0)
+            goto unlock; /* not sampled (or an earlier session's) */
+        filter_remove_locked(ptr);
+    }
     if (mr_tracker_active) {
         if (g.agg != NULL) {
             mr_agg_free(g.agg, (uintptr_t)ptr, len, allocator == MR_MUNMAP);
@@ -260,6 +365,7 @@ void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
                 fail_locked(rc);
         }
     }
+unlock:
     mr_mutex_unlock(&g.lock);
 out:
     mr_tracker_guard--;
@@ -477,6 +583,7 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
         .interval_ms = g.opts.interval_ms,
         .command_line = cmd,
         .command_line_len = strlen(cmd),
+        .sample_every = g.opts.sample_every,
     };
     g.start_mono_ns = now_ns(CLOCK_MONOTONIC);
     rc = mr_writer_init(&g.writer, sink, &info); /* the writer's sink from here on */
@@ -537,8 +644,13 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     __atomic_store_n(&g.flags,
                      (uint16_t)((opts->native ? MR_FLAG_NATIVE : 0) |
                                 (opts->trace_pymalloc ? MR_FLAG_PYALLOC : 0) |
-                                (opts->aggregated ? MR_FLAG_AGGREGATED : 0)),
+                                (opts->aggregated ? MR_FLAG_AGGREGATED : 0) |
+                                (opts->sample_every ? MR_FLAG_SAMPLED : 0)),
                      __ATOMIC_RELAXED);
+    /* No session is recording: hooks do not reach the filter now. */
+    mr_hm_destroy(&g.sampled);
+    memset(sample_filter, 0, sizeof sample_filter);
+    __atomic_store_n(&g.sample_every, opts->sample_every, __ATOMIC_RELAXED);
     g.failed = 0;
     g.inherited = 0;
     g.opts.sink = NULL;
@@ -580,6 +692,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     mr_tracker_guard--;
     return 0;
 fail:
+    __atomic_store_n(&g.sample_every, 0, __ATOMIC_RELAXED);
     if (g.statm_fd >= 0)
         close(g.statm_fd);
     g.statm_fd = -1;
@@ -637,6 +750,8 @@ int mr_tracker_stop(void)
     mr_pystack_reset_locked();
     mr_native_reset_locked();
     __atomic_add_fetch(&g.generation, 1, __ATOMIC_RELAXED); /* read unlocked by hooks */
+    __atomic_store_n(&g.sample_every, 0, __ATOMIC_RELAXED);
+    mr_hm_destroy(&g.sampled);
     mr_mutex_unlock(&g.lock);
     mr_hooks_uninstall();
     mr_sink_inject_failure(0); /* a test's fault ends with its session */

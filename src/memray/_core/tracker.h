@@ -57,6 +57,9 @@ typedef struct mr_tracker_options {
     struct mr_sink *sink;     /* live tracking: an open socket sink to stream to
                                * instead of a file; the tracker takes it over,
                                * also when starting fails */
+    uint64_t sample_every;    /* 0: every allocation; N: each allocated byte is
+                               * sampled with probability 1/N (format.h
+                               * mr_sample_weight); mmaps are always recorded */
 } mr_tracker_options_t;
 
 /* Starts tracking. The caller holds the GIL. 0, -EBUSY (already tracking), or

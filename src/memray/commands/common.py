@@ -196,6 +196,15 @@ def snapshot_title(args: argparse.Namespace) -> str:
     return "allocations alive at peak memory"
 
 
+def estimate_note(metadata: Any) -> str:
+    """For a sampled capture, what a report's title adds: its sizes are
+    estimates, and from what sampling interval; "" otherwise."""
+    every = int(getattr(metadata, "sample_every", 0) or 0)
+    if not every:
+        return ""
+    return f", estimated from allocations sampled every {every:,} bytes"
+
+
 def non_negative_int(value: str) -> int:
     try:
         number = int(value)

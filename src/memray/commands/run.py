@@ -20,7 +20,7 @@ from typing import Any
 from memray import _children
 from memray._tracker import StartOnEntry, TrackingStartError
 
-from .common import CommandError, one_line
+from .common import CommandError, one_line, parse_size
 
 HELP = "Run a Python program under memray, writing its allocations to a capture file"
 DESCRIPTION = """\
@@ -60,6 +60,15 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="Also record every Python process the program starts (fork, multiprocessing, "
         "subprocess), each into FILE.<pid>, and list the files written (implies --follow-fork)",
+    )
+    parser.add_argument(
+        "--sample-every",
+        metavar="SIZE",
+        type=parse_size,
+        default=0,
+        help="Record a sample of the allocations: each allocated byte with probability 1/SIZE "
+        "(e.g. 512KiB, 1MB or plain bytes); reports then show estimates. For production: "
+        "far less overhead (docs/sampling.md)",
     )
     parser.add_argument(
         "--aggregate",
@@ -183,6 +192,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             follow_fork=args.follow_fork,
             trace_python_allocators=args.trace_python_allocators,
             follow_children=args.follow_children,
+            sample_every=args.sample_every,
             **kwargs,
         )
     except FileExistsError:
@@ -247,6 +257,8 @@ def _run_live(args: argparse.Namespace) -> int:
         child_args = ["--native"] if args.native else []
         if args.trace_python_allocators:
             child_args.append("--trace-python-allocators")
+        if args.sample_every:
+            child_args.append(f"--sample-every={args.sample_every}")
         if args.run_as_module:
             child_args.append("-m")
         elif args.run_as_cmd:
@@ -268,6 +280,7 @@ def _run_live(args: argparse.Namespace) -> int:
             destination=SocketDestination(server_port=port),
             native_traces=args.native,
             trace_python_allocators=args.trace_python_allocators,
+            sample_every=args.sample_every,
         )
     except (OSError, ValueError) as error:
         raise CommandError(f"cannot stream on port {port}: {one_line(error)}") from error

@@ -8,6 +8,7 @@ import argparse
 from .common import (
     add_results_argument,
     add_snapshot_options,
+    estimate_note,
     open_reader,
     positive_int,
     reading,
@@ -55,10 +56,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         reporter = SummaryReporter.from_snapshot(
             snapshot_records(reader, args), native=reader.metadata.has_native_traces
         )
+        metadata = reader.metadata
     reporter.render(
         args.sort_column,
         max_rows=args.max_rows,
         use_rich=stdout_is_terminal(),
-        title=snapshot_title(args),
+        title=snapshot_title(args) + estimate_note(metadata),
     )
     return 0

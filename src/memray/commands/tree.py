@@ -9,6 +9,7 @@ import sys
 from .common import (
     add_results_argument,
     add_snapshot_options,
+    estimate_note,
     open_reader,
     positive_int,
     reading,
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"Peak memory size: {size_fmt(metadata.peak_memory)}")
     print(f"Number of allocations: {metadata.total_allocations}")
     print()
-    header = f"Biggest {reporter.shown} allocating paths ({snapshot_title(args)}):"
+    title = snapshot_title(args) + estimate_note(metadata)
+    header = f"Biggest {reporter.shown} allocating paths ({title}):"
     print(f"{header}\n{'-' * len(header)}")
     reporter.render(use_rich=stdout_is_terminal())
     return 0

@@ -346,4 +346,8 @@ def describe_metadata(metadata: Any) -> dict[str, Any]:
         "peak_memory": format_bytes(int(get("peak_memory", 0) or 0)),
         "python_allocator": str(getattr(allocator, "name", allocator)).lower(),
         "native_traces": "yes" if get("has_native_traces", False) else "no",
+        # A sampled capture: every size shown is an estimate.
+        "sample_every": format_bytes(int(get("sample_every", 0) or 0))
+        if get("sample_every", 0)
+        else "",
     }

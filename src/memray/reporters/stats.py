@@ -207,6 +207,10 @@ class StatsReporter:
 
         from rich.markup import escape
 
+        every = int(getattr(self.stats.metadata, "sample_every", 0) or 0)
+        if every:  # a sampled capture: say so before any number
+            heading("🎲", f"Sampled every {every:,} bytes: the sizes below are estimates")
+            line()
         heading("📏", "Total allocations:")
         line(f"\t{self.stats.total_num_allocations}")
         line()
