@@ -94,6 +94,10 @@ def test_version(tmp_path: Path) -> None:
     for flag in ("-V", "--version"):
         proc = ok(memray_cli(flag, cwd=tmp_path))
         assert proc.stdout.strip() == f"memray {memray.__version__}"
+    # The installed distribution's version is the one the package says.
+    from importlib.metadata import version
+
+    assert version("memray") == memray.__version__
 
 
 def test_console_script_is_installed(tmp_path: Path) -> None:

@@ -14,15 +14,15 @@ from workloads import scaled
 
 ITERATIONS = 100_000
 DEPTH = 37
-# Levels whose function depends on the iteration number (base 3): 3**11 >
-# 100,000, so every iteration at full scale takes a path of its own.
+# Levels whose callee depends on the iteration number (its base-3 digits):
+# 3**11 > 100,000, so every iteration at full scale takes a path of its own.
 VARYING = 11
 RING = 256
 
 
 def _which(i: int, depth: int) -> int:
-    if depth < VARYING:
-        return (i // 3**depth) % 3
+    if depth <= VARYING:
+        return (i // 3 ** (depth - 1)) % 3
     return depth % 3
 
 

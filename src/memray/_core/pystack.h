@@ -33,9 +33,18 @@ typedef struct mr_pystack_memo {
     uint64_t node;
 } mr_pystack_memo_t;
 
+/* Direct-mapped memory of instruction -> FRAME id: a frame met before, under
+ * any parent, skips the code and instruction tables. */
+#define MR_PYSTACK_FMEMO 512
+typedef struct mr_pystack_fmemo {
+    const void *instr;
+    uint64_t frame;
+} mr_pystack_fmemo_t;
+
 /* Per-thread state, owned by that thread's mr_thread_t (tracker.c). */
 typedef struct mr_pystack_cache {
     mr_pystack_memo_t memo[MR_PYSTACK_MEMO];
+    mr_pystack_fmemo_t fmemo[MR_PYSTACK_FMEMO];
     mr_pystack_frame_t *cache; /* outermost first: the stack resolved last time */
     uint32_t cache_n;
     size_t cache_cap;

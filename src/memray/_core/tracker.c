@@ -83,6 +83,7 @@ static struct {
      * hooks (atomically). */
     uint64_t sample_every;
     mr_hm_t sampled; /* the sampled blocks alive: address -> 1 */
+    int filter_used; /* sample_filter was written since it was last cleared */
 } g = {
     .lock = MR_MUTEX_INITIALIZER,
     .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -647,9 +648,12 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
                                 (opts->aggregated ? MR_FLAG_AGGREGATED : 0) |
                                 (opts->sample_every ? MR_FLAG_SAMPLED : 0)),
                      __ATOMIC_RELAXED);
-    /* No session is recording: hooks do not reach the filter now. */
+    /* No session is recording: hooks do not reach the filter now. Cleared
+     * only after a sampled session: untouched, its pages cost no memory. */
     mr_hm_destroy(&g.sampled);
-    memset(sample_filter, 0, sizeof sample_filter);
+    if (g.filter_used)
+        memset(sample_filter, 0, sizeof sample_filter);
+    g.filter_used = opts->sample_every != 0;
     __atomic_store_n(&g.sample_every, opts->sample_every, __ATOMIC_RELAXED);
     g.failed = 0;
     g.inherited = 0;
