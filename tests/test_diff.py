@@ -2,7 +2,7 @@
 lines, captured in a fresh interpreter; exact numbers in the JSON and the
 plain table, --fail-over exit codes on both sides of the threshold, file
 formats, Python versions, bad input, the HTML page in headless Chromium, and
-the worked example of docs/regressions.md run as written."""
+the worked example of docs/regressions.rst run as written."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 from conftest import TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "regressions.md"
+DOC = REPO / "docs" / "regressions.rst"
 
 HOSTILE = "</script><b>hostile</b>"
 
@@ -808,12 +808,14 @@ def test_html_in_browser(caps: Captures, tmp_path: Path) -> None:
         browser.close()
 
 
-# --- the worked example of docs/regressions.md ------------------------------------------
+# --- the worked example of docs/regressions.rst ------------------------------------------
 
 
 def doc_blocks() -> list[tuple[str, str]]:
-    """(info string, text) of every fenced block of the page."""
-    return re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text(), re.MULTILINE | re.DOTALL)
+    """(language, text) of every code block of the page."""
+    from rst_blocks import code_blocks
+
+    return [(b.lang, b.text) for b in code_blocks(DOC)]
 
 
 def expected_line(line: str) -> re.Pattern[str]:

@@ -55,21 +55,22 @@ def test_temporary_threshold_too_large_is_an_overflow(small_capture: Path) -> No
 
 
 def test_format_document_lists_the_record_types_the_reader_knows(tmp_path: Path) -> None:
-    """docs/format.md's table of record types agrees with format.h, and every
+    """docs/format.rst's table of record types agrees with format.h, and every
     tag it calls unknown is refused by the reader as corrupt."""
     from capture_builder import CaptureBuilder, tag, uvarint
+    from rst_blocks import list_tables
 
     root = Path(__file__).resolve().parent.parent
-    doc = (root / "docs" / "format.md").read_text()
+    rows = list_tables(root / "docs" / "format.rst")["Record types"][1:]
     header = (root / "src" / "memray" / "_core" / "format.h").read_text()
     known = {
         int(value, 16): name
         for name, value in re.findall(r"MR_REC_(\w+) = (0x[0-9A-Fa-f]+)", header)
     }
     documented, unknown = {}, []
-    for first, last, name in re.findall(
-        r"^\| (0x[0-9A-F]+)(?:–(0x[0-9A-F]+))? \| ([A-Z_—]+) \|", doc, re.MULTILINE
-    ):
+    for row in rows:
+        first, _, last = row[0].partition("–")
+        name = row[1]
         lo, hi = int(first, 16), int(last or first, 16)
         for t in range(lo, hi + 1):
             if name == "—":

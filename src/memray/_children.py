@@ -6,7 +6,7 @@ to every Python interpreter it starts, the start-up side that reads it (run by
 ``memray_children.pth``, which the package installs into site-packages), and
 the names of the captures. Forked children are followed by the C tracker
 itself (follow_fork); this module only tells it where they write. See
-docs/children.md.
+docs/children.rst.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ class Tracker:
 
     ``follow_children=True`` (new in 2.x; implies ``follow_fork``) also tracks
     every Python process the program starts, by fork, multiprocessing or
-    subprocess, each into ``<file_name>.<pid>`` (docs/children.md).
+    subprocess, each into ``<file_name>.<pid>`` (docs/children.rst).
 
     ``sample_every=N`` (new in 2.x, bytes) records a sample of the
     allocations instead of all of them: each allocated byte is sampled with
@@ -196,7 +196,7 @@ class Tracker:
     1 - exp(-s/N). Readers and reports weigh what was recorded to give
     unbiased estimates of every size (peak, leaks, totals), and say so.
     Allocations by mmap are always recorded. Meant for production: the
-    overhead falls with N (docs/sampling.md).
+    overhead falls with N (docs/sampling.rst).
     """
 
     def __init__(

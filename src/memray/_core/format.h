@@ -1,6 +1,6 @@
 /* format.h: the capture format, the one contract between the tracked process
  * (writer) and the analysis process (reader). Only this header knows the bytes
- * on disk; docs/format.md describes the same layout in prose. It holds no
+ * on disk; docs/format.rst describes the same layout in prose. It holds no
  * state and no I/O: constants, the fixed header layout and varint helpers. */
 #ifndef MR_FORMAT_H
 #define MR_FORMAT_H

@@ -44,7 +44,7 @@ versions can be compared. Only Python stacks are compared; native frames are
 left out.
 
 For CI: --fail-over SIZE exits with 1 when the total of NEW is more than
-SIZE above BASE's (5MiB, 500KB, 1GB or plain bytes). See docs/regressions.md.
+SIZE above BASE's (5MiB, 500KB, 1GB or plain bytes). See docs/regressions.rst.
 
 Examples:
 

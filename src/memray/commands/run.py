@@ -68,7 +68,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="Record a sample of the allocations: each allocated byte with probability 1/SIZE "
         "(e.g. 512KiB, 1MB or plain bytes); reports then show estimates. For production: "
-        "far less overhead (docs/sampling.md)",
+        "far less overhead (docs/sampling.rst)",
     )
     parser.add_argument(
         "--aggregate",

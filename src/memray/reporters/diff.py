@@ -7,7 +7,7 @@ It takes the grouped totals per Python stack that commands/diff.py reads
 (one entry per distinct stack, never one per allocation) and never opens a
 capture itself.
 
-Matching (documented for users in docs/regressions.md):
+Matching (documented for users in docs/regressions.rst):
   files   a BASE file that NEW also has is itself; otherwise the NEW file with
           the same name and the longest common tail of directories, when that
           one is unique (``/ci/base/app/x.py`` ~ ``/ci/pr/app/x.py``,
@@ -494,7 +494,7 @@ def capture_json(capture: Capture) -> dict[str, Any]:
 
 
 def to_json(diff: Diff, *, fail_over: int | None = None) -> dict[str, Any]:
-    """The schema documented in docs/regressions.md ("JSON output")."""
+    """The schema documented in docs/regressions.rst ("JSON output")."""
     data: dict[str, Any] = {
         "version": JSON_SCHEMA_VERSION,
         "kind": diff.kind,
