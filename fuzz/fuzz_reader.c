@@ -267,7 +267,7 @@ static void analysis_passes(int fd, size_t size)
     uint64_t end_ms = 0;
     if ((r = open_reader(fd, NULL, err)) == NULL)
         goto out;
-    if (mr_analyze_stats(r, &st, &end_ms, &p) == 0) {
+    if (mr_analyze_stats(r, &st, &end_ms, NULL, &p) == 0) {
         mr_stats_summary_t sum;
         mr_stats_summary(st, &sum);
         h ^= sum.total_allocs ^ sum.total_bytes ^ sum.peak;

@@ -174,10 +174,20 @@ class CaptureBuilder:
         self.records += rec
         self.addr = addr
 
-    def memory(self, ms: int, rss: int, heap: int | None = None) -> None:
-        rec = tag(REC_MEMORY, 0 if heap is None else 1) + uvarint(ms) + uvarint(rss)
+    def memory(
+        self,
+        ms: int,
+        rss: int,
+        heap: int | None = None,
+        split: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        """split: (anon, file, shmem, mapped heap), MR_MEMORY_HAS_SPLIT."""
+        arg = (0 if heap is None else 1) | (0 if split is None else 2)
+        rec = tag(REC_MEMORY, arg) + uvarint(ms) + uvarint(rss)
         if heap is not None:
             rec += uvarint(heap)
+        for value in split or ():
+            rec += uvarint(value)
         self.records += rec
 
     def agg(

@@ -732,6 +732,56 @@ def test_browser_flamegraph_draws_searches_zooms(
 
 
 @needs_chromium
+def test_browser_flamegraph_plot_splits_rss(browser: Browser, tmp_path: Path) -> None:
+    """With the split of RSS recorded (docs/memory.rst), the plot stacks its
+    parts and hovering names each one with its size."""
+    from capture_builder import MALLOC, CaptureBuilder
+
+    mib = 1 << 20
+    b = CaptureBuilder()
+    s = b.stack(("main", "prog.py", 3))
+    b.memory(10, 20 * mib, split=(12 * mib, 8 * mib, 0, 0))
+    b.alloc(100, MALLOC, 0x10000, 6 * mib, s)
+    b.memory(20, 30 * mib, split=(18 * mib, 10 * mib, 2 * mib, 0))
+    b.free(100, 5, 0x10000)
+    b.alloc(100, MALLOC, 0x900000, 1 * mib, s)
+    b.memory(30, 40 * mib, split=(29 * mib, 10 * mib, 1 * mib, 0))
+    cap = b.write(tmp_path / "split.bin")
+    page = tmp_path / "fg.html"
+    report("flamegraph", cap, page)
+    browser.open(page)
+    assert browser.problems() == []
+    assert browser.dataset()["plotPoints"] == "3"
+    legend = browser.evaluate("document.querySelector('.legend').innerText")
+    assert "untracked anonymous" in legend and "file-backed" in legend
+    box = browser.evaluate(
+        "(() => { const r = document.getElementById('plot').getBoundingClientRect();"
+        " return {x: r.left, y: r.top, w: r.width, h: r.height}; })()"
+    )
+    browser.call(
+        "Input.dispatchMouseEvent",
+        session=True,
+        type="mouseMoved",
+        x=box["x"] + box["w"] - 14,  # the last sample
+        y=box["y"] + box["h"] / 2,
+    )
+    tip = browser.evaluate("document.getElementById('tooltip').innerText")
+    lines = [" ".join(line.split()) for line in tip.splitlines() if line.strip()]
+    assert lines[1:] == [
+        "Resident set size 40.00 MiB",
+        "Heap size 1.00 MiB",
+        "heap: tracked allocations 1.00 MiB",
+        "untracked anonymous: interpreter, static data, allocator free lists, "
+        "fragmentation 28.00 MiB",
+        "file-backed: code of Python and libraries, mmap'd files 10.00 MiB",
+        "shared: /dev/shm, tmpfs, shared mappings 1.00 MiB",
+    ], tip
+    assert browser.canvas_ink("#plot") > 1000
+    browser.screenshot(ARTIFACTS / "flamegraph-rss.png")
+    assert browser.problems() == []
+
+
+@needs_chromium
 def test_browser_flamegraph_threads_and_temporal(
     browser: Browser, capture: tuple[Path, Path], tmp_path: Path
 ) -> None:

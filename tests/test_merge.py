@@ -341,7 +341,9 @@ def test_merge_of_a_process_tree_keeps_each_childs_sizes(tmp_path: Path) -> None
             and r.stack_trace()[0] == ("work", str(script), work_line)
         ]
     assert {pid: sorted(sizes) for pid, sizes in got.items()} == expected
-    assert work == [40960 + 81920]
+    # One record per process (stacks of two processes are two stacks, though
+    # their frames are the same) whether or not one worker ran both tasks.
+    assert sum(work) == 40960 + 81920 and len(work) in (1, 2)
     # The reporters read the tree directly too.
     proc = memray_cli("flamegraph", "-o", "tree.html", *inputs, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -38,11 +38,43 @@ _PYTHON_ALLOCATOR_NAMES = {0: "pymalloc", 1: "pymalloc debug", 2: "malloc", 3: "
 
 class MemorySnapshot(NamedTuple):
     """Process memory at one moment: ``time`` in ms since the epoch, ``rss``
-    and ``heap`` (bytes of tracked allocations alive then) in bytes."""
+    and ``heap`` (bytes of tracked allocations alive then) in bytes.
+
+    New in 2.x, where the capture recorded them (else 0; see docs/memory.rst):
+    the resident set split by what backs it, ``anon_rss + file_rss +
+    shared_rss == rss``: ``anon_rss`` private anonymous memory (the heap, and
+    what memray does not see: the interpreter's own memory, static data,
+    allocator free lists and fragmentation), ``file_rss`` pages of mapped files
+    (code of Python and its libraries, mmap'd files), ``shared_rss`` shared
+    memory (/dev/shm and tmpfs files, shared anonymous mappings); and
+    ``mapped_heap``, the part of ``heap`` that is mmap calls mapping files or
+    shared memory (resident, if at all, in ``file_rss`` or ``shared_rss``).
+    """
 
     time: int
     rss: int
     heap: int
+    anon_rss: int = 0
+    file_rss: int = 0
+    shared_rss: int = 0
+    mapped_heap: int = 0
+
+    @property
+    def has_rss_breakdown(self) -> bool:
+        """Whether the capture recorded the split of ``rss``."""
+        return self.anon_rss + self.file_rss + self.shared_rss > 0
+
+    @property
+    def anon_heap(self) -> int:
+        """The heap outside mappings of files and shared memory: the part
+        anonymous memory holds, when it is resident."""
+        return max(0, self.heap - self.mapped_heap)
+
+    @property
+    def untracked_anon_rss(self) -> int:
+        """Anonymous resident memory beyond the tracked heap (0 when that
+        heap is larger: part of it allocated but never touched)."""
+        return max(0, self.anon_rss - self.anon_heap)
 
 
 class Interval(NamedTuple):
@@ -107,6 +139,10 @@ class Stats:
     top_locations_by_count: list[tuple[PythonStackElement, int]]
     top_modules_by_allocation_size: list[tuple[str, int, int]] = field(default_factory=list)
     top_modules_by_allocation_count: list[tuple[str, int, int]] = field(default_factory=list)
+    # New in 2.x: the memory samples where the heap and where RSS were
+    # highest (None without samples), with RSS's split when recorded.
+    memory_at_heap_peak: MemorySnapshot | None = None
+    memory_at_rss_peak: MemorySnapshot | None = None
 
 
 class TemporalAllocationRecord:
@@ -357,6 +393,8 @@ class FileReader:
             self._stride = math.ceil(len(snapshots) / max_memory_records)
             snapshots = snapshots[:: self._stride]
         self._snapshots = [MemorySnapshot(*s) for s in snapshots]
+        self._heap_peak_sample = _snapshot_or_none(scan["heap_peak_sample"])
+        self._rss_peak_sample = _snapshot_or_none(scan["rss_peak_sample"])
 
     # -- lifetime
 
@@ -482,6 +520,20 @@ class FileReader:
     def get_memory_snapshots(self) -> Iterator[MemorySnapshot]:
         yield from self._snapshots
 
+    def get_heap_peak_snapshot(self) -> MemorySnapshot | None:
+        """The memory sample taken when the heap was highest (the first of
+        equals; None without samples), of all samples however many
+        ``max_memory_records`` kept."""
+        return self._heap_peak_sample
+
+    def get_rss_peak_snapshot(self) -> MemorySnapshot | None:
+        """The memory sample with the highest RSS, as above."""
+        return self._rss_peak_sample
+
+
+def _snapshot_or_none(sample: Sequence[int] | None) -> MemorySnapshot | None:
+    return None if sample is None else MemorySnapshot(*sample)
+
 
 def compute_statistics(
     file_name: Captures,
@@ -538,6 +590,8 @@ def compute_statistics(
         top_locations_by_count=[(loc, v[0]) for loc, v in by_count],
         top_modules_by_allocation_size=modules_by_size,
         top_modules_by_allocation_count=modules_by_count,
+        memory_at_heap_peak=_snapshot_or_none(st["heap_peak_sample"]),
+        memory_at_rss_peak=_snapshot_or_none(st["rss_peak_sample"]),
     )
 
 

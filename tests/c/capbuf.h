@@ -175,6 +175,23 @@ static inline void cb_memory(capbuf_t *b, uint64_t ms, uint64_t rss, int has_hea
         cb_uv(b, heap);
 }
 
+/* MEMORY with MR_MEMORY_HAS_SPLIT: anon, file, shmem, mapped (and the heap
+ * when has_heap). */
+static inline void cb_memory_split(capbuf_t *b, uint64_t ms, uint64_t rss, int has_heap,
+                                   uint64_t heap, uint64_t anon, uint64_t file, uint64_t shmem,
+                                   uint64_t mapped)
+{
+    cb_u8(b, MR_TAG(MR_REC_MEMORY, (has_heap ? MR_MEMORY_HAS_HEAP : 0) | MR_MEMORY_HAS_SPLIT));
+    cb_uv(b, ms);
+    cb_uv(b, rss);
+    if (has_heap)
+        cb_uv(b, heap);
+    cb_uv(b, anon);
+    cb_uv(b, file);
+    cb_uv(b, shmem);
+    cb_uv(b, mapped);
+}
+
 static inline void cb_agg(capbuf_t *b, uint32_t tid, unsigned allocator, uint64_t stack,
                           uint64_t native, uint64_t pn, uint64_t pb, uint64_t ln, uint64_t lb)
 {

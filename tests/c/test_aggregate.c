@@ -1023,6 +1023,71 @@ static void test_aggregated_scan(void)
     free(b.d);
 }
 
+/* The samples where the heap and RSS peaked (the first of equals), with
+ * their split of RSS, from the scan and from the statistics pass alike;
+ * samples without a split keep zeros. */
+static void test_memory_peaks(void)
+{
+    capbuf_t b = {0};
+    cbstate_t s = {0};
+    cb_header(&b, 0);
+    cb_memory(&b, 1, 900, 0, 0); /* heap 0, no split */
+    cb_alloc(&b, &s, 1, MR_MALLOC, 0x100, 4000, 0, 0);
+    cb_memory_split(&b, 2, 9000, 0, 0, 6000, 2500, 500, 0); /* heap 4000: the heap's peak */
+    cb_free(&b, &s, 1, MR_FREE, 0x100, 0);
+    cb_alloc(&b, &s, 1, MR_MMAP, 0x10000, 4000, 0, 0);
+    cb_memory_split(&b, 3, 9500, 0, 0, 6000, 3500, 0, 4000); /* heap 4000 again: not first */
+    cb_free(&b, &s, 1, MR_MUNMAP, 0x10000, 4000);
+    cb_memory_split(&b, 4, 12000, 0, 0, 11000, 1000, 0, 0); /* RSS's peak, heap 0 */
+    cb_memory_split(&b, 5, 12000, 0, 0, 10000, 2000, 0, 0); /* equal RSS: not first */
+    mr_reader_t *r = open_capture(&b);
+    mr_scan_t scan;
+    CHECK_EQ(mr_analyze_scan(r, &scan, NULL), 0);
+    mr_reader_close(r);
+    r = open_capture(&b);
+    mr_stats_t *st = NULL;
+    uint64_t end_ms;
+    mr_mem_peaks_t peaks;
+    CHECK_EQ(mr_analyze_stats(r, &st, &end_ms, &peaks, NULL), 0);
+    mr_stats_destroy(st);
+    mr_reader_close(r);
+    const mr_mem_peaks_t *both[2] = {&scan.mem_peaks, &peaks};
+    for (int i = 0; i < 2; i++) {
+        const mr_mem_peaks_t *p = both[i];
+        CHECK_EQ(p->any, 1);
+        CHECK_EQ(p->heap.ms, 1700000000002ull);
+        CHECK_EQ(p->heap.heap, 4000);
+        CHECK_EQ(p->heap.rss, 9000);
+        CHECK_EQ(p->heap.has_split, 1);
+        CHECK_EQ(p->heap.split.anon, 6000);
+        CHECK_EQ(p->heap.split.file, 2500);
+        CHECK_EQ(p->heap.split.shmem, 500);
+        CHECK_EQ(p->rss.ms, 1700000000004ull);
+        CHECK_EQ(p->rss.heap, 0);
+        CHECK_EQ(p->rss.split.anon, 11000);
+    }
+    CHECK_EQ(scan.n_snapshots, 5);
+    if (scan.n_snapshots == 5) {
+        CHECK_EQ(scan.snapshots[0].has_split, 0);
+        CHECK_EQ(scan.snapshots[0].split.anon, 0);
+        CHECK_EQ(scan.snapshots[2].heap, 4000);
+        CHECK_EQ(scan.snapshots[2].split.mapped, 4000);
+        CHECK_EQ(scan.snapshots[3].split.mapped, 0);
+    }
+    mr_scan_free(&scan);
+    free(b.d);
+
+    /* No samples: nothing to show. */
+    b = (capbuf_t){0};
+    cb_header(&b, 0);
+    r = open_capture(&b);
+    CHECK_EQ(mr_analyze_scan(r, &scan, NULL), 0);
+    CHECK_EQ(scan.mem_peaks.any, 0);
+    mr_scan_free(&scan);
+    mr_reader_close(r);
+    free(b.d);
+}
+
 static void test_other_passes(void)
 {
     capbuf_t b = {0};
@@ -1099,7 +1164,7 @@ static void test_other_passes(void)
     r = open_capture(&b);
     mr_stats_t *st;
     uint64_t end_ms;
-    CHECK_EQ(mr_analyze_stats(r, &st, &end_ms, NULL), 0);
+    CHECK_EQ(mr_analyze_stats(r, &st, &end_ms, NULL, NULL), 0);
     CHECK_EQ(end_ms, 1700000000035ull);
     mr_stats_summary_t sum;
     mr_stats_summary(st, &sum);
@@ -1156,6 +1221,7 @@ int main(void)
     RUN(test_stats_sizes_any_value);
     RUN(test_scan_pass);
     RUN(test_aggregated_scan);
+    RUN(test_memory_peaks);
     RUN(test_other_passes);
     RUN(test_progress_can_stop_a_pass);
     cb_cleanup();

@@ -160,6 +160,75 @@ static void test_merge_file_and_stream(void)
     mr_reader_close(stream);
 }
 
+/* A capture of pid with samples at 10 and 20 ms, each with the split
+ * (anon + k, file, shmem, mapped) unless split is 0. */
+static void write_split_capture(const char *name, uint32_t pid, uint64_t anon, int split)
+{
+    char path[256];
+    path_of(path, sizeof path, name);
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 1, 1, &sink), 0);
+    mr_header_info_t info = {.pid = pid, .main_tid = 7, .start_ms = 1000, .interval_ms = 10};
+    mr_writer_t w;
+    CHECK_EQ(mr_writer_init(&w, sink, &info), 0);
+    for (uint64_t k = 0; k < 2; k++) {
+        mr_mem_split_t sp = {.anon = anon + k, .file = 20, .shmem = 3, .mapped = 7};
+        CHECK_EQ(mr_writer_memory_split(&w, 10 * (k + 1), anon + k + 23, 0, 0, split ? &sp : NULL),
+                 0);
+    }
+    CHECK_EQ(mr_writer_trailer(&w, 30, 0, 0, 0), 0);
+    CHECK_EQ(mr_writer_close(&w), 0);
+}
+
+/* The MEMORY lines of the merge of a and b. */
+static char *merged_memory(const char *a, const char *b)
+{
+    mr_merge_t *m;
+    char err[256] = "";
+    CHECK_EQ(open_inputs(&m, a, b, err, sizeof err), 0);
+    mr_reader_t *r;
+    CHECK_EQ(mr_merge_reader(m, &r, err, sizeof err), 0);
+    mr_merge_release(m);
+    char *text = dump(r);
+    mr_reader_close(r);
+    char *out = calloc(1, strlen(text) + 1), *o = out;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        if (strncmp(line, "MEMORY", 6) == 0)
+            o += sprintf(o, "%s\n", line);
+    free(text);
+    return out;
+}
+
+/* Merged samples carry the sums of the split, as long as every process
+ * adding to the sum recorded one. */
+static void test_merge_sums_split(void)
+{
+    write_split_capture("s1.bin", 11, 1000, 1);
+    write_split_capture("s2.bin", 12, 5000, 1);
+    write_split_capture("n.bin", 13, 5000, 0);
+    char *both = merged_memory("s1.bin", "s2.bin");
+    const char *want = "MEMORY ms=10 rss=1023 anon=1000 file=20 shmem=3 mapped=7\n"
+                       "MEMORY ms=10 rss=6046 anon=6000 file=40 shmem=6 mapped=14\n"
+                       "MEMORY ms=20 rss=6047 anon=6001 file=40 shmem=6 mapped=14\n"
+                       "MEMORY ms=20 rss=6048 anon=6002 file=40 shmem=6 mapped=14\n"
+                       /* s1 ended: the sum of s2 alone */
+                       "MEMORY ms=30 rss=5024 anon=5001 file=20 shmem=3 mapped=7\n";
+    if (strcmp(both, want) != 0)
+        fprintf(stderr, "merged:\n%s", both);
+    CHECK(strcmp(both, want) == 0);
+    char *mixed = merged_memory("s1.bin", "n.bin");
+    want = "MEMORY ms=10 rss=1023 anon=1000 file=20 shmem=3 mapped=7\n"
+           "MEMORY ms=10 rss=6046\n"
+           "MEMORY ms=20 rss=6047\n"
+           "MEMORY ms=20 rss=6048\n"
+           "MEMORY ms=30 rss=5024\n";
+    if (strcmp(mixed, want) != 0)
+        fprintf(stderr, "merged:\n%s", mixed);
+    CHECK(strcmp(mixed, want) == 0);
+    free(both);
+    free(mixed);
+}
+
 static void test_merge_refuses(void)
 {
     write_capture("a.bin", 101, 1000, 300, 0);
@@ -186,6 +255,7 @@ int main(void)
         return 2;
     RUN(test_merge_file_and_stream);
     RUN(test_merge_refuses);
+    RUN(test_merge_sums_split);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -501,7 +501,7 @@ static void add_agg_bad_stack(capbuf_t *b)
 }
 static void add_memory_bad_arg(capbuf_t *b)
 {
-    cb_u8(b, MR_TAG(MR_REC_MEMORY, 2));
+    cb_u8(b, MR_TAG(MR_REC_MEMORY, 4)); /* bits 0x1 (heap) and 0x2 (split) only */
     cb_uv(b, 1);
     cb_uv(b, 1);
 }
@@ -542,7 +542,7 @@ static void test_corrupt_records(void)
     expect_corrupt(add_huge_tid, "thread id 8589934592 out of range");
     expect_corrupt(add_agg_bad_allocator, "AGG with allocator 15");
     expect_corrupt(add_agg_bad_stack, "AGG with undefined stack 7");
-    expect_corrupt(add_memory_bad_arg, "unknown record tag 0x28");
+    expect_corrupt(add_memory_bad_arg, "unknown record tag 0x48");
     expect_corrupt(add_mappings_gen0, "MAPPINGS generation 0");
     expect_corrupt(add_mappings_too_many, "MAPPINGS of 1073741824 objects");
     expect_corrupt(add_thread_with_arg, "unknown record tag 0x13");
@@ -559,7 +559,7 @@ static int tag_is_known(unsigned type, unsigned arg)
     case MR_REC_NODE:
         return arg == 0 || arg == MR_NODE_ENTRY;
     case MR_REC_MEMORY:
-        return arg == 0 || arg == MR_MEMORY_HAS_HEAP;
+        return (arg & ~(MR_MEMORY_HAS_HEAP | MR_MEMORY_HAS_SPLIT)) == 0;
     case MR_REC_ZERO:
     case MR_REC_THREAD:
     case MR_REC_CODE:
@@ -612,10 +612,10 @@ static void test_every_tag_byte(void)
         mr_reader_close(r);
         free(b.d);
     }
-    /* 16 allocators: ALLOC takes 12, FREE 3; NODE and MEMORY 2; ten kinds
-     * take 0 only; EXT takes every kind but 0; PROCESS belongs to merged
-     * captures only. */
-    CHECK_EQ(refused, 256 - (12 + 3 + 2 + 2 + 10 + 15));
+    /* 16 allocators: ALLOC takes 12, FREE 3; NODE 2; MEMORY 4 (heap, split,
+     * both, neither); ten kinds take 0 only; EXT takes every kind but 0;
+     * PROCESS belongs to merged captures only. */
+    CHECK_EQ(refused, 256 - (12 + 3 + 2 + 4 + 10 + 15));
 }
 
 /* Many threads named, some renamed, with tids across the whole 32 bits:
@@ -1022,6 +1022,72 @@ static void test_format_escapes_strings(void)
     free(b.d);
 }
 
+/* MEMORY records with and without the heap and the split of RSS: each
+ * field where the tag says, zeros where it has none; the dump shows them. */
+static void test_memory_split(void)
+{
+    capbuf_t b = {0};
+    cb_header(&b, 0);
+    cb_memory(&b, 1, 1000, 0, 0);
+    cb_memory(&b, 2, 2000, 1, 500);
+    cb_memory_split(&b, 3, 3000, 0, 0, 1800, 1000, 200, 0);
+    cb_memory_split(&b, 4, UINT64_MAX, 1, 700, UINT64_MAX - 1, 1, 0, 4096);
+    mr_reader_t *r = open_bytes(&b, b.len, NULL);
+    CHECK(r != NULL);
+    if (r == NULL)
+        return;
+    mr_event_t ev;
+    int n = 0;
+    while (mr_reader_next(r, &ev) > 0) {
+        CHECK_EQ(ev.type, MR_REC_MEMORY);
+        CHECK_EQ(ev.ms, n + 1);
+        CHECK_EQ(ev.has_heap, n == 1 || n == 3);
+        CHECK_EQ(ev.has_split, n >= 2);
+        if (n < 2) {
+            CHECK_EQ(ev.split.anon + ev.split.file + ev.split.shmem + ev.split.mapped, 0);
+        } else if (n == 2) {
+            CHECK_EQ(ev.rss, 3000);
+            CHECK_EQ(ev.split.anon, 1800);
+            CHECK_EQ(ev.split.file, 1000);
+            CHECK_EQ(ev.split.shmem, 200);
+            CHECK_EQ(ev.split.mapped, 0);
+        } else {
+            CHECK(ev.rss == UINT64_MAX);
+            CHECK_EQ(ev.heap, 700);
+            CHECK(ev.split.anon == UINT64_MAX - 1);
+            CHECK_EQ(ev.split.file, 1);
+            CHECK_EQ(ev.split.mapped, 4096);
+        }
+        n++;
+    }
+    CHECK_EQ(n, 4);
+    mr_reader_close(r);
+    r = open_bytes(&b, b.len, NULL);
+    int rc;
+    char *text = dump_all(r, &rc);
+    CHECK_EQ(rc, 0);
+    CHECK(strstr(text, "\nMEMORY ms=1 rss=1000\n") != NULL);
+    CHECK(strstr(text, "\nMEMORY ms=2 rss=2000 heap=500\n") != NULL);
+    CHECK(strstr(text, "\nMEMORY ms=3 rss=3000 anon=1800 file=1000 shmem=200 mapped=0\n") != NULL);
+    CHECK(strstr(text, " heap=700 anon=18446744073709551614 file=1 shmem=0 mapped=4096") != NULL);
+    free(text);
+    mr_reader_close(r);
+    /* Cut anywhere in the last two records: what is cut off is dropped,
+     * cleanly. */
+    size_t whole = b.len;
+    for (size_t cut = whole - 1; cut > whole - 40 && cut > MR_HEADER_SIZE; cut--) {
+        r = open_bytes(&b, cut, NULL);
+        CHECK(r != NULL);
+        if (r == NULL)
+            break;
+        uint64_t events;
+        CHECK_EQ(drain(r, &events), 0);
+        CHECK(events <= 3);
+        mr_reader_close(r);
+    }
+    free(b.d);
+}
+
 static void test_source_rewind_and_peek(void)
 {
     capbuf_t b = {0};
@@ -1122,6 +1188,7 @@ int main(void)
     RUN(test_large_streams);
     RUN(test_longest_strings);
     RUN(test_format_escapes_strings);
+    RUN(test_memory_split);
     RUN(test_source_rewind_and_peek);
     RUN(test_random_bytes_never_crash);
     cb_cleanup();

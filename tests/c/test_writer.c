@@ -230,6 +230,37 @@ static void test_mappings_and_native_node_bytes(void)
     unlink(path);
 }
 
+/* MEMORY records with the split of RSS, byte for byte: the tag's argument
+ * says which fields follow, in the order of docs/format.md. */
+static void test_memory_split_bytes(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "%s/memory.bin", dir);
+    mr_sink_t *sink;
+    CHECK_EQ(mr_sink_open_file(path, 0, 1, &sink), 0);
+    mr_writer_t w;
+    mr_header_info_t info = {.pid = 1, .main_tid = 1};
+    CHECK_EQ(mr_writer_init(&w, sink, &info), 0);
+    mr_mem_split_t split = {.anon = 3000, .file = 1500, .shmem = 500, .mapped = 0};
+    CHECK_EQ(mr_writer_memory_split(&w, 12, 5000, 0, 0, &split), 0);
+    split.mapped = 128;
+    CHECK_EQ(mr_writer_memory_split(&w, 13, 5000, 1, 300, &split), 0);
+    CHECK_EQ(mr_writer_memory_split(&w, 14, 5000, 1, 300, NULL), 0);
+    CHECK_EQ(mr_sink_close(sink), 0);
+    uint8_t *b;
+    size_t n = slurp(path, &b);
+    static const uint8_t want[] = {
+        0x28, 12,   0x88, 0x27, 0xb8, 0x17, 0xdc, 0x0b, 0xf4, 0x03, 0, /* split */
+        0x38, 13,   0x88, 0x27, 0xac, 0x02, 0xb8, 0x17, 0xdc, 0x0b, 0xf4,
+        0x03, 0x80, 0x01, 0x18, 14,   0x88, 0x27, 0xac, 0x02, /* heap only */
+    };
+    CHECK_EQ(n, MR_HEADER_SIZE + sizeof want);
+    if (n == MR_HEADER_SIZE + sizeof want)
+        CHECK(memcmp(b + MR_HEADER_SIZE, want, sizeof want) == 0);
+    free(b);
+    unlink(path);
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL)
@@ -240,6 +271,7 @@ int main(void)
     RUN(test_growth_across_steps);
     RUN(test_file_size_limit_fails_cleanly);
     RUN(test_mappings_and_native_node_bytes);
+    RUN(test_memory_split_bytes);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

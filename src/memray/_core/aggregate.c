@@ -1417,6 +1417,11 @@ void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr)
     livetab_prefetch(&s->live, addr);
 }
 
+uint64_t mr_stats_heap(const mr_stats_t *s)
+{
+    return s->heap;
+}
+
 void mr_stats_summary(const mr_stats_t *s, mr_stats_summary_t *out)
 {
     out->total_allocs = s->total;

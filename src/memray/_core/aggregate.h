@@ -173,6 +173,7 @@ void mr_stats_free(mr_stats_t *s, uint64_t addr, uint64_t len, int is_munmap);
 int mr_stats_exit(mr_stats_t *s, uint64_t lo, uint64_t hi);
 void mr_stats_prefetch(const mr_stats_t *s, uint64_t addr);
 void mr_stats_summary(const mr_stats_t *s, mr_stats_summary_t *out);
+uint64_t mr_stats_heap(const mr_stats_t *s); /* bytes alive now */
 /* Allocation counts by exact requested size, ascending. 0 or -ENOMEM. */
 int mr_stats_sizes(const mr_stats_t *s, mr_size_count_t **out, size_t *n);
 /* Counts and bytes per innermost frame, in first-seen order. 0 or -ENOMEM. */

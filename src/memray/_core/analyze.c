@@ -88,6 +88,26 @@ static int stride_hit(stride_t *s)
     return s->every <= 1 || i % s->every == 0;
 }
 
+/* The snapshot of a MEMORY record, with the heap the pass computed (unless
+ * the record carries one), kept in *peaks when it tops them. */
+static mr_snapshot_t snapshot_of(const mr_event_t *ev, const mr_header_t *hdr, uint64_t heap,
+                                 mr_mem_peaks_t *peaks)
+{
+    mr_snapshot_t snap = {
+        .ms = hdr->start_ms + ev->ms,
+        .rss = ev->rss,
+        .heap = ev->has_heap ? ev->heap : heap,
+        .split = ev->split,
+        .has_split = ev->has_split,
+    };
+    if (!peaks->any || snap.heap > peaks->heap.heap)
+        peaks->heap = snap;
+    if (!peaks->any || snap.rss > peaks->rss.rss)
+        peaks->rss = snap;
+    peaks->any = 1;
+    return snap;
+}
+
 /* ---- scan ---------------------------------------------------------------- */
 
 typedef struct scan_ctx {
@@ -119,11 +139,8 @@ static int scan_event(void *vctx, const mr_event_t *ev)
         if (mr_grow_array((void **)&s->snapshots, &c->cap_snapshots, s->n_snapshots + 1,
                           sizeof *s->snapshots) < 0)
             return -ENOMEM;
-        s->snapshots[s->n_snapshots++] = (mr_snapshot_t){
-            .ms = c->hdr->start_ms + ev->ms,
-            .rss = ev->rss,
-            .heap = ev->has_heap ? ev->heap : mr_agg_heap(c->agg),
-        };
+        s->snapshots[s->n_snapshots++] =
+            snapshot_of(ev, c->hdr, mr_agg_heap(c->agg), &s->mem_peaks);
         if (ev->has_heap && ev->heap > c->max_heap_seen)
             c->max_heap_seen = ev->heap;
         return 0;
@@ -362,6 +379,7 @@ typedef struct stats_ctx {
     const mr_reader_t *r;
     uint64_t last_memory_ms; /* since start */
     int has_memory;
+    mr_mem_peaks_t peaks;
 } stats_ctx_t;
 
 static int stats_event(void *vctx, const mr_event_t *ev)
@@ -382,6 +400,7 @@ static int stats_event(void *vctx, const mr_event_t *ev)
     if (ev->type == MR_REC_MEMORY) {
         c->last_memory_ms = ev->ms;
         c->has_memory = 1;
+        snapshot_of(ev, mr_reader_header(c->r), mr_stats_heap(c->stats), &c->peaks);
     }
     return 0;
 }
@@ -391,7 +410,8 @@ static void stats_prefetch(void *vctx, uint64_t addr)
     mr_stats_prefetch(((stats_ctx_t *)vctx)->stats, addr);
 }
 
-int mr_analyze_stats(mr_reader_t *r, mr_stats_t **out, uint64_t *end_ms, const mr_progress_t *p)
+int mr_analyze_stats(mr_reader_t *r, mr_stats_t **out, uint64_t *end_ms, mr_mem_peaks_t *peaks,
+                     const mr_progress_t *p)
 {
     stats_ctx_t c = {.r = r};
     int rc = mr_stats_new(&c.stats);
@@ -405,6 +425,8 @@ int mr_analyze_stats(mr_reader_t *r, mr_stats_t **out, uint64_t *end_ms, const m
     uint64_t start = mr_reader_header(r)->start_ms;
     const mr_trailer_t *t = mr_reader_trailer(r);
     *end_ms = start + (t != NULL ? t->ms : c.has_memory ? c.last_memory_ms : 0);
+    if (peaks != NULL)
+        *peaks = c.peaks;
     *out = c.stats;
     return 0;
 }

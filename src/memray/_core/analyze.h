@@ -23,10 +23,20 @@ typedef struct mr_progress {
 #define MR_PROGRESS_EVERY ((uint64_t)1 << 18)
 
 typedef struct mr_snapshot {
-    uint64_t ms;   /* unix time in ms */
-    uint64_t rss;  /* bytes */
-    uint64_t heap; /* tracked bytes alive at that point of the stream */
+    uint64_t ms;          /* unix time in ms */
+    uint64_t rss;         /* bytes */
+    uint64_t heap;        /* tracked bytes alive at that point of the stream */
+    mr_mem_split_t split; /* bytes; zeros when the record has none */
+    int has_split;        /* the MEMORY record carried MR_MEMORY_HAS_SPLIT */
 } mr_snapshot_t;
+
+/* Two samples worth showing beside the heap's peak: the one where the heap
+ * was highest and the one where RSS was (the first of equals each). */
+typedef struct mr_mem_peaks {
+    mr_snapshot_t heap; /* the sample with the highest heap */
+    mr_snapshot_t rss;  /* the sample with the highest rss */
+    int any;            /* 0: no MEMORY record, the two are zeros */
+} mr_mem_peaks_t;
 
 /* What a first pass learns: the metadata, every memory snapshot, and the
  * per-location high water mark and leaks with threads kept apart. */
@@ -41,7 +51,8 @@ typedef struct mr_scan {
     mr_trailer_t trailer;
     mr_snapshot_t *snapshots; /* every MEMORY record, in order */
     size_t n_snapshots;
-    mr_agg_row_t *rows; /* from the events, or the AGG records of an aggregated capture */
+    mr_mem_peaks_t mem_peaks; /* among snapshots */
+    mr_agg_row_t *rows;       /* from the events, or the AGG records of an aggregated capture */
     size_t n_rows;
 } mr_scan_t;
 
@@ -58,7 +69,9 @@ int mr_analyze_lifetimes(mr_reader_t *r, int merge_threads, uint64_t stride,
 int mr_analyze_temporal_hwm(mr_reader_t *r, int merge_threads, uint64_t stride,
                             mr_interval_row_t **rows, size_t *n, uint64_t **hwm, size_t *n_hwm,
                             const mr_progress_t *p);
-/* *out: a mr_stats_t the caller destroys; *end_ms: as mr_scan_t.end_ms. */
-int mr_analyze_stats(mr_reader_t *r, mr_stats_t **out, uint64_t *end_ms, const mr_progress_t *p);
+/* *out: a mr_stats_t the caller destroys; *end_ms: as mr_scan_t.end_ms;
+ * *peaks (unless NULL): as mr_scan_t.mem_peaks. */
+int mr_analyze_stats(mr_reader_t *r, mr_stats_t **out, uint64_t *end_ms, mr_mem_peaks_t *peaks,
+                     const mr_progress_t *p);
 
 #endif

@@ -426,6 +426,31 @@ static const char *end_name(mr_end_t end)
     }
 }
 
+/* (ms, rss, heap, anon, file, shmem, mapped): MemorySnapshot's fields,
+ * zeros for a split the record did not carry. */
+static PyObject *snapshot_tuple(const mr_snapshot_t *s)
+{
+    return Py_BuildValue("(KKKKKKK)", (unsigned long long)s->ms, (unsigned long long)s->rss,
+                         (unsigned long long)s->heap, (unsigned long long)s->split.anon,
+                         (unsigned long long)s->split.file, (unsigned long long)s->split.shmem,
+                         (unsigned long long)s->split.mapped);
+}
+
+/* {"heap_peak_sample": ..., "rss_peak_sample": ...} added to d: snapshot
+ * tuples, or None without memory samples. 0 or -1 with an exception. */
+static int add_mem_peaks(PyObject *d, const mr_mem_peaks_t *p)
+{
+    PyObject *heap = p->any ? snapshot_tuple(&p->heap) : Py_NewRef(Py_None);
+    PyObject *rss = p->any ? snapshot_tuple(&p->rss) : Py_NewRef(Py_None);
+    int rc = heap == NULL || rss == NULL || PyDict_SetItemString(d, "heap_peak_sample", heap) < 0 ||
+                     PyDict_SetItemString(d, "rss_peak_sample", rss) < 0
+                 ? -1
+                 : 0;
+    Py_XDECREF(heap);
+    Py_XDECREF(rss);
+    return rc;
+}
+
 static PyObject *pass_scan(pass_object_t *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"progress", NULL};
@@ -448,9 +473,7 @@ static PyObject *pass_scan(pass_object_t *self, PyObject *args, PyObject *kwds)
     s.rows = NULL;
     PyObject *snaps = PyList_New((Py_ssize_t)s.n_snapshots);
     for (size_t i = 0; snaps != NULL && i < s.n_snapshots; i++) {
-        PyObject *t = Py_BuildValue("(KKK)", (unsigned long long)s.snapshots[i].ms,
-                                    (unsigned long long)s.snapshots[i].rss,
-                                    (unsigned long long)s.snapshots[i].heap);
+        PyObject *t = snapshot_tuple(&s.snapshots[i]);
         if (t == NULL)
             Py_CLEAR(snaps);
         else
@@ -476,6 +499,8 @@ static PyObject *pass_scan(pass_object_t *self, PyObject *args, PyObject *kwds)
         Py_XDECREF(snaps);
         Py_XDECREF(trailer);
     }
+    if (out != NULL && add_mem_peaks(out, &s.mem_peaks) < 0)
+        Py_CLEAR(out);
     mr_scan_free(&s);
     return out;
 }
@@ -680,10 +705,11 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         return NULL;
     mr_stats_t *st = NULL;
     uint64_t end_ms = 0;
+    mr_mem_peaks_t peaks;
     tick_ctx_t tick = {progress, NULL};
     mr_progress_t p = {progress_tick, &tick};
     int rc;
-    RUN_PASS(self, tick, mr_analyze_stats(self->r, &st, &end_ms, &p));
+    RUN_PASS(self, tick, mr_analyze_stats(self->r, &st, &end_ms, &peaks, &p));
     pass_end(self);
     if (rc < 0)
         return pass_failed(self, rc);
@@ -793,6 +819,8 @@ static PyObject *pass_statistics(pass_object_t *self, PyObject *args, PyObject *
         "n_frames", (unsigned long long)mr_reader_count(self->r, MR_REC_FRAME), "end_ms",
         (unsigned long long)end_ms, "by_size", by_size, "by_allocator", by_alloc, "by_frame",
         by_frame, "by_location", by_location, "has_trailer", trailer ? Py_True : Py_False);
+    if (out != NULL && add_mem_peaks(out, &peaks) < 0)
+        Py_CLEAR(out);
 done:
     Py_XDECREF(by_size);
     Py_XDECREF(by_alloc);

@@ -101,8 +101,12 @@ static inline int mr_allocator_is_free(unsigned a)
  *              run by its interpreter loop call (hybrid stacks pair these
  *              with the native _PyEval_EvalFrameDefault frames)
  *  THREAD_NAME uvarint tid; uvarint len + name
- *  MEMORY      uvarint ms since start; uvarint rss bytes; if arg&1: uvarint
- *              heap bytes (aggregated captures: the reader cannot compute it)
+ *  MEMORY      uvarint ms since start; uvarint rss bytes; if arg&1
+ *              (MR_MEMORY_HAS_HEAP): uvarint heap bytes (aggregated captures:
+ *              the reader cannot compute it); if arg&2 (MR_MEMORY_HAS_SPLIT):
+ *              uvarint anonymous, uvarint file-backed, uvarint shared resident
+ *              bytes (writers keep rss = their sum), uvarint heap bytes in
+ *              mappings of files or shared memory (mr_mem_split_t)
  *  NATIVE_NODE uvarint parent NATIVE_NODE id; uvarint instruction pointer
  *  MAPPINGS    the loaded objects, written at start and after every dlopen
  *              or dlclose that changed them: uvarint generation (1, 2, ...:
@@ -166,10 +170,28 @@ enum mr_record_type {
 
 #define MR_NODE_ENTRY 0x1u
 #define MR_MEMORY_HAS_HEAP 0x1u
+/* MEMORY carries mr_mem_split_t (the split of rss, the mapped heap) after
+ * the heap. */
+#define MR_MEMORY_HAS_SPLIT 0x2u
+#define MR_MEMORY_KNOWN (MR_MEMORY_HAS_HEAP | MR_MEMORY_HAS_SPLIT)
 #define MR_TRAILER_FAILED 0x1u
 #define MR_PROCESS_DEFINE 0x1u
 #define MR_PROCESS_EXIT 0x2u
 #define MR_PROCESS_ADDR_SHIFT 48
+
+/* What a MEMORY record with MR_MEMORY_HAS_SPLIT adds, in bytes. The resident
+ * set split by what backs it (rss == anon + file + shmem), the kernel's
+ * RssAnon, RssFile and RssShmem (procmem.h): anon, private anonymous pages
+ * (malloc'd memory, stacks, copy-on-write copies of file pages); file, pages
+ * of mapped files (code of the program and its libraries, mmap'd files);
+ * shmem, shared memory (tmpfs and /dev/shm files, SysV shm,
+ * MAP_SHARED|MAP_ANONYMOUS mappings). And mapped: the part of the heap that
+ * is mmap allocations of files or shared memory, alive at the sample, whose
+ * pages are resident (if at all) as file or shmem, not anon. */
+typedef struct mr_mem_split {
+    uint64_t anon, file, shmem;
+    uint64_t mapped;
+} mr_mem_split_t;
 
 /* EXT kinds (the tag argument). */
 enum mr_ext_kind {

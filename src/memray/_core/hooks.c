@@ -165,7 +165,7 @@ static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_
 {
     void *p = REAL(mmap)(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED && mr_tracker_wants())
-        mr_tracker_record_alloc(p, len, MR_MMAP);
+        mr_tracker_record_mmap(p, len, flags, fd);
     return p;
 }
 
@@ -173,7 +173,7 @@ static void *hook_mmap64(void *addr, size_t len, int prot, int flags, int fd, of
 {
     void *p = REAL(mmap64)(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED && mr_tracker_wants())
-        mr_tracker_record_alloc(p, len, MR_MMAP);
+        mr_tracker_record_mmap(p, len, flags, fd);
     return p;
 }
 

@@ -248,6 +248,8 @@ typedef struct run_input {
     size_t cap_codes, cap_frames, cap_nodes, cap_natives;
     uint64_t rss, heap; /* latest sample */
     int has_heap;
+    mr_mem_split_t split; /* of the latest sample, when has_split */
+    int has_split;
 } run_input_t;
 
 typedef struct merge_run {
@@ -410,11 +412,24 @@ static int write_sum(merge_run_t *run, uint64_t ms)
 {
     uint64_t rss = 0, heap = 0;
     int has_heap = 0;
+    /* The split of the sum, as long as every process that adds to it has
+     * one (its parts then add up to rss). */
+    mr_mem_split_t split = {0};
+    int has_split = 1, any_split = 0;
     for (size_t i = 0; i < run->m->n; i++) {
         const run_input_t *ri = &run->in[i];
         rss += ri->rss;
         heap += ri->heap;
         has_heap |= ri->has_heap;
+        if (ri->has_split) {
+            any_split = 1;
+            split.anon += ri->split.anon;
+            split.file += ri->split.file;
+            split.shmem += ri->split.shmem;
+            split.mapped += ri->split.mapped;
+        } else if (ri->rss != 0) {
+            has_split = 0;
+        }
     }
     if (ms < run->last_ms)
         ms = run->last_ms;
@@ -422,7 +437,8 @@ static int write_sum(merge_run_t *run, uint64_t ms)
     if (has_heap && heap > run->peak_heap)
         run->peak_heap = heap;
     run->any_heap |= has_heap;
-    return mr_writer_memory(&run->w, ms, rss, has_heap, heap);
+    return mr_writer_memory_split(&run->w, ms, rss, has_heap, heap,
+                                  has_split && any_split ? &split : NULL);
 }
 
 static int copy_mappings(merge_run_t *run, run_input_t *ri, uint64_t gen)
@@ -460,6 +476,8 @@ static int copy_record(merge_run_t *run, size_t i)
         run->n_done++;
         ri->rss = ri->heap = 0;
         ri->has_heap = 0;
+        ri->split = (mr_mem_split_t){0};
+        ri->has_split = 0;
         if (run->n_done < run->m->n && (rc = mr_writer_process_exit(&run->w, ri->number)) < 0)
             return run_error(run, rc, "writing the merged capture: %s", strerror(-rc));
         /* The sum drops when a process ends while others go on. */
@@ -533,6 +551,8 @@ static int copy_record(merge_run_t *run, size_t i)
         ri->rss = ev.rss;
         ri->heap = ev.heap;
         ri->has_heap = ev.has_heap;
+        ri->split = ev.split;
+        ri->has_split = ev.has_split;
         ri->chunk++;
         rc = write_sum(run, in->offset_ms + ev.ms);
         if (rc == 0)

@@ -995,19 +995,27 @@ static int decode_thread_name(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec
 static int decode_memory(mr_reader_t *r, mr_event_t *ev, const uint8_t *rec, const uint8_t *q,
                          unsigned arg)
 {
-    if (arg & ~MR_MEMORY_HAS_HEAP)
+    if (arg & ~MR_MEMORY_KNOWN)
         return unknown_tag(r, rec);
-    uint64_t ms, rss, heap = 0;
+    uint64_t ms, rss, heap = 0, anon = 0, file = 0, shmem = 0, mapped = 0;
     GETU(ms);
     GETU(rss);
     if (arg & MR_MEMORY_HAS_HEAP)
         GETU(heap);
+    if (arg & MR_MEMORY_HAS_SPLIT) {
+        GETU(anon);
+        GETU(file);
+        GETU(shmem);
+        GETU(mapped);
+    }
     r->p = q;
     r->counts[MR_REC_MEMORY]++;
     ev->ms = ms;
     ev->rss = rss;
     ev->heap = heap;
     ev->has_heap = (arg & MR_MEMORY_HAS_HEAP) != 0;
+    ev->split = (mr_mem_split_t){.anon = anon, .file = file, .shmem = shmem, .mapped = mapped};
+    ev->has_split = (arg & MR_MEMORY_HAS_SPLIT) != 0;
     return DEC_EVENT;
 }
 
@@ -1395,6 +1403,9 @@ int mr_reader_format_event(const mr_reader_t *r, const mr_event_t *ev, char *buf
         outf(&o, "MEMORY ms=%" PRIu64 " rss=%" PRIu64, ev->ms, ev->rss);
         if (ev->has_heap)
             outf(&o, " heap=%" PRIu64, ev->heap);
+        if (ev->has_split)
+            outf(&o, " anon=%" PRIu64 " file=%" PRIu64 " shmem=%" PRIu64 " mapped=%" PRIu64,
+                 ev->split.anon, ev->split.file, ev->split.shmem, ev->split.mapped);
         break;
     case MR_REC_NATIVE_NODE:
         outf(&o, "NATIVE_NODE id=%" PRIu64 " parent=%" PRIu64 " ip=0x%" PRIx64, ev->id, ev->a,

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "format.h"
 #include "source.h"
 
 /* What kind of failure an error code means; the message says the details.
@@ -78,6 +79,8 @@ typedef struct mr_event {
     uint64_t ms, rss;    /* MEMORY: ms since start; TRAILER: ms */
     uint64_t heap;       /* MEMORY with MR_MEMORY_HAS_HEAP */
     int has_heap;
+    mr_mem_split_t split; /* MEMORY with MR_MEMORY_HAS_SPLIT (else zeros) */
+    int has_split;
     uint64_t peak_n, peak_bytes, leak_n, leak_bytes; /* AGG */
     uint64_t id;     /* definitions: the id the record defines; MAPPINGS: generation;
                       * PROCESS: the process number; EXT: the kind */

@@ -6,12 +6,12 @@
 #include "tracker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +22,7 @@
 #include "hashmap.h"
 #include "hooks.h"
 #include "native.h"
+#include "procmem.h"
 #include "pymalloc.h"
 #include "pystack.h"
 #include "sink.h"
@@ -48,6 +49,11 @@ typedef struct mr_thread {
 static __thread mr_thread_t *t_thread MR_TLS;
 static pthread_key_t thread_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* [lo, hi): a tracked mmap of a file or shared memory (mapped_add_locked). */
+typedef struct mapped_range {
+    uint64_t lo, hi;
+} mapped_range_t;
 
 /* Everything below is guarded by g.lock (the writer lock) unless said
  * otherwise. */
@@ -76,7 +82,16 @@ static struct {
     int sampler_running; /* GIL-holding callers and fork child */
     int sampler_pending; /* a followed fork child: start it once out of fork() */
     pthread_t sampler;
-    int statm_fd;
+    /* /proc files of the memory samples: opened by start (and by a followed
+     * fork child) before the sampler runs, closed after it stopped, so the
+     * sampler reads them without the lock. */
+    mr_procmem_t procmem;
+    /* Tracked mmap allocations of files or shared memory, as [lo, hi)
+     * ranges cut by munmap records the way readers cut the heap's blocks,
+     * and their total: the MEMORY records' mapped heap (mr_mem_split_t). */
+    mapped_range_t *mapped;
+    size_t n_mapped, cap_mapped;
+    uint64_t mapped_bytes;
     uint32_t session;   /* counts Tracker starts */
     int compress_error; /* errno of the last stop's compression, 0 if none */
     /* Sampling (opts.sample_every > 0): written at start, read unlocked by
@@ -87,7 +102,7 @@ static struct {
 } g = {
     .lock = MR_MUTEX_INITIALIZER,
     .sampler_lock = PTHREAD_MUTEX_INITIALIZER,
-    .statm_fd = -1,
+    .procmem = MR_PROCMEM_INIT,
 };
 
 int mr_tracker_lock_held(void)
@@ -280,7 +295,11 @@ static void fail_locked(int rc)
     __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
 }
 
-void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
+static void mapped_add_locked(uint64_t lo, uint64_t len);
+static void mapped_cut_locked(uint64_t lo, uint64_t len);
+
+/* mapped: an mmap of a file or shared memory (mapped_add_locked). */
+static void record_alloc(void *ptr, size_t size, unsigned allocator, int mapped)
 {
     uint64_t every = __atomic_load_n(&g.sample_every, __ATOMIC_RELAXED);
     uint64_t generation = __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
@@ -336,10 +355,25 @@ void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
     }
     if (rc < 0)
         fail_locked(rc);
+    else if (mapped)
+        mapped_add_locked((uintptr_t)ptr, size);
 unlock:
     mr_mutex_unlock(&g.lock);
 out:
     mr_tracker_guard--;
+}
+
+void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator)
+{
+    record_alloc(ptr, size, allocator, 0);
+}
+
+void mr_tracker_record_mmap(void *ptr, size_t len, int flags, int fd)
+{
+    /* Pages of a shared mapping are shmem (anonymous) or the file's; those
+     * of a private file mapping are the file's until written to. */
+    int mapped = (flags & MAP_SHARED) || (!(flags & MAP_ANONYMOUS) && fd >= 0);
+    record_alloc(ptr, len, MR_MMAP, mapped);
 }
 
 void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
@@ -365,6 +399,8 @@ void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len)
             if (rc < 0)
                 fail_locked(rc);
         }
+        if (allocator == MR_MUNMAP && g.n_mapped > 0)
+            mapped_cut_locked((uintptr_t)ptr, len);
     }
 unlock:
     mr_mutex_unlock(&g.lock);
@@ -404,27 +440,65 @@ void mr_tracker_record_thread_name(uint32_t tid, const char *name, size_t len)
     mr_tracker_guard--;
 }
 
-/* Resident set size in bytes from /proc/self/statm, 0 if unreadable. No
- * allocation: the descriptor stays open and is re-read from offset 0. */
-static uint64_t read_rss(void)
+/* A tracked mmap of [lo, lo + len) maps a file or shared memory. The range
+ * is lost (and the mapped heap undercounts) only when out of memory. */
+static void mapped_add_locked(uint64_t lo, uint64_t len)
 {
-    char buf[128];
-    if (g.statm_fd < 0)
-        return 0;
-    ssize_t n = pread(g.statm_fd, buf, sizeof buf - 1, 0);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    unsigned long long size = 0, resident = 0;
-    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
-        return 0;
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    MR_ASSERT(mr_mutex_held(&g.lock));
+    if (len == 0 || lo + len < lo)
+        return;
+    if (g.n_mapped == g.cap_mapped) {
+        size_t cap = g.cap_mapped ? 2 * g.cap_mapped : 16;
+        mapped_range_t *m = realloc(g.mapped, cap * sizeof *m);
+        if (m == NULL)
+            return;
+        g.mapped = m;
+        g.cap_mapped = cap;
+    }
+    g.mapped[g.n_mapped++] = (mapped_range_t){lo, lo + len};
+    g.mapped_bytes += len;
 }
 
-/* A memory snapshot (RSS, and the heap when aggregating), never closer than
- * memory_interval_ms to the one before it (as memray 1.x): the one at stop is
- * left out when the last came less than an interval earlier. */
-static void snapshot_locked(void)
+/* A munmap of [lo, lo + len) was recorded: the part of each mapped range in
+ * it leaves the mapped heap, as it leaves the heap in a reader. */
+static void mapped_cut_locked(uint64_t lo, uint64_t len)
+{
+    MR_ASSERT(mr_mutex_held(&g.lock));
+    uint64_t hi = lo + len < lo ? UINT64_MAX : lo + len;
+    /* A tail split off below starts at hi: the loop passes it untouched. */
+    for (size_t i = 0; i < g.n_mapped;) {
+        mapped_range_t *r = &g.mapped[i];
+        if (r->hi <= lo || r->lo >= hi) {
+            i++;
+            continue;
+        }
+        uint64_t a = r->lo > lo ? r->lo : lo, b = r->hi < hi ? r->hi : hi;
+        g.mapped_bytes -= b - a;
+        if (a == r->lo && b == r->hi) {
+            *r = g.mapped[--g.n_mapped];
+            continue;
+        }
+        if (a == r->lo) {
+            r->lo = b;
+        } else if (b == r->hi) {
+            r->hi = a;
+        } else { /* the middle: the tail becomes a range of its own */
+            uint64_t tail_lo = b, tail_hi = r->hi;
+            r->hi = a;
+            g.mapped_bytes -= tail_hi - tail_lo; /* counted again by the add */
+            mapped_add_locked(tail_lo, tail_hi - tail_lo);
+        }
+        i++;
+    }
+}
+
+/* A memory snapshot (RSS and its split, and the heap when aggregating),
+ * never closer than memory_interval_ms to the one before it (as memray 1.x):
+ * the one at stop is left out when the last came less than an interval
+ * earlier. mem: read beforehand by the caller (the sampler reads /proc
+ * without holding the writer lock, ~10 us that allocating threads would
+ * otherwise wait for), or NULL to read it here. */
+static void snapshot_locked(const mr_procmem_sample_t *mem)
 {
     MR_ASSERT(mr_mutex_held(&g.lock));
     if (!mr_tracker_active)
@@ -432,8 +506,15 @@ static void snapshot_locked(void)
     uint64_t ms = ms_since_start();
     if (g.snapped && ms - g.snap_ms < g.opts.interval_ms)
         return;
-    uint64_t rss = read_rss();
-    int rc = mr_writer_memory(&g.writer, ms, rss, g.agg != NULL, g.agg ? mr_agg_heap(g.agg) : 0);
+    mr_procmem_sample_t now;
+    if (mem == NULL) {
+        mr_procmem_read(&g.procmem, &now);
+        mem = &now;
+    }
+    mr_mem_split_t split = mem->split;
+    split.mapped = g.mapped_bytes;
+    int rc = mr_writer_memory_split(&g.writer, ms, mem->rss, g.agg != NULL,
+                                    g.agg ? mr_agg_heap(g.agg) : 0, mem->has_split ? &split : NULL);
     if (rc < 0)
         fail_locked(rc);
     g.snap_ms = ms;
@@ -497,9 +578,11 @@ static void *sampler_main(void *arg)
         if (g.sampler_stop)
             break;
         pthread_mutex_unlock(&g.sampler_lock);
+        mr_procmem_sample_t mem;
+        mr_procmem_read(&g.procmem, &mem);
         mr_mutex_lock(&g.lock);
         uint64_t before = stream_size_locked();
-        snapshot_locked();
+        snapshot_locked(&mem);
         flush_locked(before);
         next = next_snapshot_locked();
         mr_mutex_unlock(&g.lock);
@@ -570,6 +653,8 @@ static int open_capture_locked(const char *path, int overwrite, int buffered, mr
     g.socket = given != NULL;
     g.flushed_at = 0;
     g.snapped = 0;
+    g.n_mapped = 0; /* the heap of a new capture starts empty */
+    g.mapped_bytes = 0;
     if (given == NULL && (rc = mr_sink_open_file(path, overwrite, buffered, &sink)) < 0)
         return rc;
     const char *cmd = g.opts.command_line ? g.opts.command_line : "";
@@ -670,7 +755,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     mr_mutex_unlock(&g.lock);
     if (rc < 0)
         goto fail;
-    g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    mr_procmem_open(&g.procmem); /* no /proc: samples say rss 0, as before */
     if ((rc = mr_hooks_install()) < 0) {
         mr_mutex_lock(&g.lock);
         mr_writer_close(&g.writer);
@@ -684,7 +769,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     mr_mutex_lock(&g.lock);
     __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
     uint64_t before = stream_size_locked();
-    snapshot_locked();
+    snapshot_locked(NULL);
     flush_locked(before); /* a live reader gets the header now */
     mr_mutex_unlock(&g.lock);
     rc = sampler_start();
@@ -697,9 +782,7 @@ int mr_tracker_start(const mr_tracker_options_t *opts)
     return 0;
 fail:
     __atomic_store_n(&g.sample_every, 0, __ATOMIC_RELAXED);
-    if (g.statm_fd >= 0)
-        close(g.statm_fd);
-    g.statm_fd = -1;
+    mr_procmem_close(&g.procmem);
     free_options();
     mr_tracker_guard--;
     return rc;
@@ -721,7 +804,7 @@ int mr_tracker_stop(void)
         __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
         mr_writer_abandon(&g.writer);
     } else {
-        snapshot_locked();
+        snapshot_locked(NULL);
         uint64_t ms = ms_since_start();
         __atomic_store_n(&mr_tracker_active, 0, __ATOMIC_RELAXED);
         int wrc = 0;
@@ -753,6 +836,10 @@ int mr_tracker_stop(void)
     }
     mr_pystack_reset_locked();
     mr_native_reset_locked();
+    free(g.mapped);
+    g.mapped = NULL;
+    g.n_mapped = g.cap_mapped = 0;
+    g.mapped_bytes = 0;
     __atomic_add_fetch(&g.generation, 1, __ATOMIC_RELAXED); /* read unlocked by hooks */
     __atomic_store_n(&g.sample_every, 0, __ATOMIC_RELAXED);
     mr_hm_destroy(&g.sampled);
@@ -765,9 +852,7 @@ int mr_tracker_stop(void)
         if (crc < 0)
             g.compress_error = -crc; /* the capture is whole, left uncompressed */
     }
-    if (g.statm_fd >= 0)
-        close(g.statm_fd);
-    g.statm_fd = -1;
+    mr_procmem_close(&g.procmem);
     free_options();
     g.started = 0;
     mr_tracker_guard--;
@@ -874,8 +959,11 @@ static void child_after_fork_locked(void)
     g.failed = 0;
     int rc = open_capture_locked(g.path, 1, 0, NULL);
     if (rc == 0) {
+        /* The parent's descriptors read the parent's memory. */
+        mr_procmem_close(&g.procmem);
+        mr_procmem_open(&g.procmem);
         __atomic_store_n(&mr_tracker_active, 1, __ATOMIC_RELAXED);
-        snapshot_locked();
+        snapshot_locked(NULL);
         /* Not here: a thread started inside fork() (pthread_create is not
          * async-signal-safe) can block for good on an allocator lock another
          * thread of the parent held (seen under AddressSanitizer). */

@@ -30,6 +30,9 @@ static inline int mr_tracker_wants(void)
  * before the memory is handed back. len: unmapped length for MR_MUNMAP. */
 void mr_tracker_record_alloc(void *ptr, size_t size, unsigned allocator);
 void mr_tracker_record_free(void *ptr, unsigned allocator, size_t len);
+/* An mmap (MR_MMAP) with its flags and fd: one of a file or of shared
+ * memory also counts in the MEMORY records' mapped heap. */
+void mr_tracker_record_mmap(void *ptr, size_t len, int flags, int fd);
 /* The set of loaded objects changed (dlopen, dlclose): native captures write
  * the new map. */
 void mr_tracker_objects_changed(void);

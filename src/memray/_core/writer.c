@@ -243,13 +243,26 @@ int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t
 
 int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap)
 {
-    uint8_t buf[1 + 3 * MR_VARINT_MAX];
+    return mr_writer_memory_split(w, ms, rss, has_heap, heap, NULL);
+}
+
+int mr_writer_memory_split(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap,
+                           const mr_mem_split_t *split)
+{
+    uint8_t buf[1 + 7 * MR_VARINT_MAX];
     uint8_t *p = buf;
-    *p++ = MR_TAG(MR_REC_MEMORY, has_heap ? MR_MEMORY_HAS_HEAP : 0);
+    unsigned arg = (has_heap ? MR_MEMORY_HAS_HEAP : 0) | (split ? MR_MEMORY_HAS_SPLIT : 0);
+    *p++ = MR_TAG(MR_REC_MEMORY, arg);
     p = mr_put_uvarint(p, ms);
     p = mr_put_uvarint(p, rss);
     if (has_heap)
         p = mr_put_uvarint(p, heap);
+    if (split) {
+        p = mr_put_uvarint(p, split->anon);
+        p = mr_put_uvarint(p, split->file);
+        p = mr_put_uvarint(p, split->shmem);
+        p = mr_put_uvarint(p, split->mapped);
+    }
     return emit(w, buf, (size_t)(p - buf), sizeof buf);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "format.h"
 #include "sink.h"
 
 typedef struct mr_header_info {
@@ -79,6 +80,10 @@ int mr_writer_mappings(mr_writer_t *w, uint64_t generation, const mr_mapping_ent
 
 int mr_writer_thread_name(mr_writer_t *w, uint32_t tid, const char *name, size_t len);
 int mr_writer_memory(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap);
+/* As mr_writer_memory, with split when not NULL (MR_MEMORY_HAS_SPLIT; the
+ * caller keeps rss == anon + file + shmem). */
+int mr_writer_memory_split(mr_writer_t *w, uint64_t ms, uint64_t rss, int has_heap, uint64_t heap,
+                           const mr_mem_split_t *split);
 int mr_writer_agg(mr_writer_t *w, uint32_t tid, unsigned allocator, uint64_t stack, uint64_t native,
                   uint64_t peak_n, uint64_t peak_bytes, uint64_t leak_n, uint64_t leak_bytes);
 /* An EXT record of kind with body [body, body + len). */

@@ -57,10 +57,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             snapshot_records(reader, args), native=reader.metadata.has_native_traces
         )
         metadata = reader.metadata
+        memory = reader.get_heap_peak_snapshot()
+        start_ms = round(reader.metadata.start_time.timestamp() * 1000)
     reporter.render(
         args.sort_column,
         max_rows=args.max_rows,
         use_rich=stdout_is_terminal(),
         title=snapshot_title(args) + estimate_note(metadata),
+        memory=memory,
+        memory_seconds=None if memory is None else (memory.time - start_ms) / 1000,
     )
     return 0

@@ -269,15 +269,27 @@ def format_location(frame: Frame | None) -> str:
 
 
 def iter_snapshots(snapshots: Iterable[Any]) -> dict[str, list[int]]:
-    """Columnar form of MemorySnapshot(time ms, rss, heap) samples."""
-    time: list[int] = []
-    rss: list[int] = []
-    heap: list[int] = []
+    """Columnar form of MemorySnapshot(time ms, rss, heap) samples; with the
+    split of RSS recorded (in any sample), also anon, file, shared and mapped
+    (MemorySnapshot's anon_rss, file_rss, shared_rss, mapped_heap)."""
+    columns: dict[str, list[int]] = {"time": [], "rss": [], "heap": []}
+    split: dict[str, list[int]] = {"anon": [], "file": [], "shared": [], "mapped": []}
+    any_split = False
     for snapshot in snapshots:
-        time.append(int(snapshot.time))
-        rss.append(int(snapshot.rss))
-        heap.append(int(snapshot.heap))
-    return {"time": time, "rss": rss, "heap": heap}
+        columns["time"].append(int(snapshot.time))
+        columns["rss"].append(int(snapshot.rss))
+        columns["heap"].append(int(snapshot.heap))
+        anon = int(getattr(snapshot, "anon_rss", 0))
+        file = int(getattr(snapshot, "file_rss", 0))
+        shared = int(getattr(snapshot, "shared_rss", 0))
+        any_split = any_split or anon + file + shared > 0
+        split["anon"].append(anon)
+        split["file"].append(file)
+        split["shared"].append(shared)
+        split["mapped"].append(int(getattr(snapshot, "mapped_heap", 0)))
+    if any_split:
+        columns.update(split)
+    return columns
 
 
 def format_bytes(n: float) -> str:

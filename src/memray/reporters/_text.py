@@ -7,7 +7,7 @@ and is not wrapped, so scripts can read it; rich output is for people.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any, NamedTuple
 
 Location = tuple  # (function, file, line) as AllocationRecord.stack_trace() gives
 
@@ -66,6 +66,93 @@ def plain_table(
     print("  ".join("-" * w for w in widths), file=file)
     for row in rows:
         print(line(row), file=file)
+
+
+class RssPart(NamedTuple):
+    """One part of a memory sample's resident set (see docs/memory.rst)."""
+
+    key: str  # the JSON key
+    label: str  # what a user reads
+    size: int  # bytes
+    what: str  # which memory that is
+
+
+def rss_parts(snapshot: Any) -> list[RssPart] | None:
+    """A MemorySnapshot's resident set in four parts that add up to its rss:
+    the tracked heap in anonymous memory (as far as it is resident), the
+    anonymous memory beyond it, file-backed mappings and shared memory; None
+    when the capture did not record the split."""
+    if snapshot is None or not getattr(snapshot, "has_rss_breakdown", False):
+        return None
+    anon = int(snapshot.anon_rss)
+    heap = min(int(snapshot.anon_heap), anon)
+    return [
+        RssPart(
+            "heap",
+            "heap tracked by memray",
+            heap,
+            "allocations alive at that moment"
+            + (
+                ", but for the mapped files and shared memory below" if snapshot.mapped_heap else ""
+            ),
+        ),
+        RssPart(
+            "untracked_anonymous",
+            "untracked anonymous memory",
+            anon - heap,
+            "the interpreter's own memory, static data, allocator free lists and fragmentation",
+        ),
+        RssPart(
+            "file_backed",
+            "file-backed mappings",
+            int(snapshot.file_rss),
+            "code of Python and its libraries, memory-mapped files",
+        ),
+        RssPart(
+            "shared",
+            "shared memory",
+            int(snapshot.shared_rss),
+            "/dev/shm and tmpfs files, shared anonymous mappings",
+        ),
+    ]
+
+
+def rss_notes(snapshot: Any, fmt: Any) -> list[str]:
+    """What the parts of rss_parts() leave unsaid about the heap."""
+    notes = []
+    mapped = int(snapshot.mapped_heap)
+    if mapped:
+        notes.append(
+            f"{fmt(mapped)} of the heap is files or shared memory mapped with mmap, "
+            "counted above as file-backed or shared memory as far as it is resident"
+        )
+    anon_heap = int(snapshot.anon_heap)
+    if anon_heap > int(snapshot.anon_rss):
+        notes.append(
+            f"the heap outside such mappings ({fmt(anon_heap)}) is more than the anonymous "
+            "memory: part of it was allocated but never touched, so it is not resident"
+        )
+    return notes
+
+
+def rss_summary(snapshot: Any, fmt: Any) -> str | None:
+    """rss_parts() on one line ("RSS 120MB = heap 50MB + ..."), or None."""
+    parts = rss_parts(snapshot)
+    if parts is None:
+        return None
+    short = {
+        "heap": "heap",
+        "untracked_anonymous": "untracked anonymous",
+        "file_backed": "file-backed",
+        "shared": "shared",
+    }
+    terms = " + ".join(f"{short[p.key]} {fmt(p.size)}" for p in parts)
+    line = f"RSS {fmt(snapshot.rss)} = {terms}"
+    if snapshot.mapped_heap:
+        line += (
+            f"; the heap also holds {fmt(snapshot.mapped_heap)} of mmap'd files or shared memory"
+        )
+    return line
 
 
 def rich_console(file: IO[str] | None = None):  # -> rich.console.Console

@@ -176,6 +176,7 @@ def render_flamegraph(
             ),
         }
     total = sum(data["samples"]["size"])
+    rss_split = "anon" in data["snapshots"]
     title = report_title(kind, temporary_threshold)
     if temporal:
         title += ", over time (temporal)"
@@ -190,4 +191,5 @@ def render_flamegraph(
         temporal=temporal,
         split_threads=not merge_threads,
         inverted=inverted,
+        rss_split=rss_split,
     )

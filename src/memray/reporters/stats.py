@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ._text import format_location, rich_console, size_fmt
+from ._text import format_location, rich_console, rss_notes, rss_parts, size_fmt
 
 Frame = tuple[str, str, int]
 
@@ -157,8 +157,49 @@ class StatsReporter:
             peak = self.stats.metadata.peak_memory
         return int(peak)
 
+    def memory_samples(self) -> list[tuple[str, str, Any]]:
+        """(JSON key, heading, MemorySnapshot) of the samples whose resident
+        set is shown split: where the heap and where RSS were highest; none
+        when the capture did not record the split (memray 1.x's output)."""
+        samples = []
+        for key, heading, snapshot in (
+            ("at_heap_peak", "at the heap's peak", "memory_at_heap_peak"),
+            ("at_rss_peak", "at its highest", "memory_at_rss_peak"),
+        ):
+            snapshot = getattr(self.stats, snapshot, None)
+            if rss_parts(snapshot) is not None:
+                samples.append((key, heading, snapshot))
+        return samples
+
+    def _ms_after_start(self, snapshot: Any) -> int:
+        start = self.stats.metadata.start_time
+        return int(snapshot.time) - round(start.timestamp() * 1000)
+
+    def _rss_breakdown_json(self) -> dict[str, Any]:
+        out = {}
+        for key, _heading, snapshot in self.memory_samples():
+            entry = {
+                "ms_since_start": self._ms_after_start(snapshot),
+                "rss": int(snapshot.rss),
+                "heap": int(snapshot.heap),
+                "heap_in_mappings": int(snapshot.mapped_heap),
+                "anonymous": int(snapshot.anon_rss),
+            }
+            for part in rss_parts(snapshot) or ():
+                entry[part.key if part.key != "heap" else "heap_resident"] = part.size
+            out[key] = entry
+        return out
+
     def to_json(self) -> dict[str, Any]:
-        """memray 1.x's `stats --json` layout, plus the peak."""
+        """memray 1.x's `stats --json` layout, plus the peak and, when the
+        capture recorded it, the split of RSS (``rss_breakdown``)."""
+        data = self._to_json_1x()
+        breakdown = self._rss_breakdown_json()
+        if breakdown:
+            data["rss_breakdown"] = breakdown
+        return data
+
+    def _to_json_1x(self) -> dict[str, Any]:
         return {
             "total_num_allocations": int(self.stats.total_num_allocations),
             "total_bytes_allocated": int(self.stats.total_memory_allocated),
@@ -220,6 +261,11 @@ class StatsReporter:
         heading("📦", "Peak memory usage:")
         line(f"\t{_size(self.peak_memory())}")
         line()
+        for text in self._rss_lines():
+            if text.startswith("\t") or not text:
+                line(text)
+            else:
+                heading("🧮", escape(text))
         processes = getattr(self.stats.metadata, "processes", ())
         if processes:  # a merged capture (memray merge, or several captures)
             heading("🌳", f"Processes merged: {len(processes)}")
@@ -258,6 +304,30 @@ class StatsReporter:
         )
         for module, count, size in self.top_modules_by_count():
             line(f"\t- {module}: {_size(size)} total | {count} allocations")
+
+    def _rss_lines(self) -> list[str]:
+        """The resident set split at the samples of memory_samples(): a
+        heading, then tab-indented lines, then a blank line, for each."""
+        lines: list[str] = []
+        shown: set[int] = set()
+        for key, heading, snapshot in self.memory_samples():
+            if snapshot.time in shown:
+                continue  # the heap and RSS peaked in the same sample
+            shown.add(snapshot.time)
+            seconds = self._ms_after_start(snapshot) / 1000
+            also = ""
+            if key == "at_heap_peak":
+                rss_peak = getattr(self.stats, "memory_at_rss_peak", None)
+                if rss_peak is not None and rss_peak.time == snapshot.time:
+                    also = ", also its highest"
+            lines.append(f"Resident memory (RSS) {heading}{also}, {seconds:.3f} s after start:")
+            lines.append(f"\tRSS: {_size(snapshot.rss)}")
+            for part in rss_parts(snapshot) or ():
+                lines.append(f"\t- {part.label}: {_size(part.size)} ({part.what})")
+            for note in rss_notes(snapshot, _size):
+                lines.append(f"\tNote: {note}")
+            lines.append("")
+        return lines
 
     def _histogram_lines(self, bar: str) -> list[str]:
         bins = self.histogram()

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
-from ._text import UNKNOWN_FUNCTION, percent, plain_table, rich_console, size_fmt
+from ._text import UNKNOWN_FUNCTION, percent, plain_table, rich_console, rss_summary, size_fmt
 
 
 @dataclass
@@ -112,7 +112,12 @@ class SummaryReporter:
         file: IO[str] | None = None,
         use_rich: bool | None = None,
         title: str = "allocations alive at peak memory",
+        memory: Any = None,
+        memory_seconds: float | None = None,
     ) -> None:
+        """memory: the MemorySnapshot taken when the heap was highest; with
+        the split of RSS recorded, a footer line says what RSS was made of
+        (memory_seconds: when, after the start)."""
         out = file if file is not None else sys.stdout
         if use_rich is None:
             use_rich = out.isatty()
@@ -133,14 +138,32 @@ class SummaryReporter:
             )
             for d in rows
         ]
+        footer = self.memory_footer(memory, memory_seconds)
         if not use_rich:
             print(caption, file=out)
             print(file=out)
             plain_table(
                 self.COLUMNS, cells, right_aligned=[False] + [True] * self.N_COLUMNS, file=out
             )
+            if footer:
+                print(file=out)
+                print(footer, file=out)
             return
         self._render_rich(out, caption, cells, sort_column)
+        if footer:
+            from rich.markup import escape
+
+            rich_console(out).print(escape(footer), style="dim")
+
+    @staticmethod
+    def memory_footer(memory: Any, seconds: float | None = None) -> str | None:
+        """The footer: what RSS was made of at the heap's peak (heap,
+        untracked anonymous, file-backed, shared), or None without the split."""
+        line = rss_summary(memory, size_fmt)
+        if line is None:
+            return None
+        when = f" ({seconds:.3f} s after start)" if seconds is not None else ""
+        return f"Resident memory at the heap's peak{when}: {line}"
 
     def _render_rich(
         self, out: IO[str], caption: str, cells: list[tuple[str, ...]], sort_column: int

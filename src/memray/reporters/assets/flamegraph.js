@@ -18,6 +18,9 @@
   const OPT = D.options;
   const SNAP = D.snapshots;
   const NSNAP = SNAP.time.length;
+  // With the split of RSS recorded (docs/memory.rst): anon + file + shared ==
+  // rss, and mapped is the part of the heap in mmap'd files and shared memory.
+  const SPLIT = Array.isArray(SNAP.anon);
 
   const FLAG_IMPORT = 1;
   const FLAG_UNINTERESTING = 2;
@@ -525,6 +528,43 @@
   }
 
   // --- Memory plot -------------------------------------------------------------------
+  // The parts of RSS at sample i, bottom up; they add up to RSS.
+  function rssParts(i) {
+    const anon = SNAP.anon[i];
+    const heap = Math.min(Math.max(0, SNAP.heap[i] - SNAP.mapped[i]), anon);
+    return { heap, untracked: anon - heap, file: SNAP.file[i], shared: SNAP.shared[i] };
+  }
+
+  const BANDS = [
+    ["heap", "rgba(228, 87, 46, 0.35)"],
+    ["untracked", "rgba(230, 171, 2, 0.35)"],
+    ["file", "rgba(27, 158, 119, 0.30)"],
+    ["shared", "rgba(117, 112, 179, 0.35)"],
+  ];
+
+  // RSS stacked by what backs it: one filled band per part.
+  function drawBands(g) {
+    const parts = [];
+    for (let i = 0; i < NSNAP; i++) parts.push(rssParts(i));
+    const below = new Array(NSNAP).fill(0);
+    for (const [key, color] of BANDS) {
+      const above = below.map((v, i) => v + parts[i][key]);
+      pctx.beginPath();
+      for (let i = 0; i < NSNAP; i++) {
+        const x = g.tx(SNAP.time[i]);
+        if (i === 0) pctx.moveTo(x, g.vy(above[i]));
+        else pctx.lineTo(x, g.vy(above[i]));
+      }
+      if (NSNAP === 1) pctx.lineTo(g.tx(SNAP.time[0]) + 4, g.vy(above[0]));
+      for (let i = NSNAP - 1; i >= 0; i--) pctx.lineTo(g.tx(SNAP.time[i]) + (NSNAP === 1 ? 4 : 0), g.vy(below[i]));
+      if (NSNAP === 1) pctx.lineTo(g.tx(SNAP.time[0]), g.vy(below[0]));
+      pctx.closePath();
+      pctx.fillStyle = color;
+      pctx.fill();
+      for (let i = 0; i < NSNAP; i++) below[i] = above[i];
+    }
+  }
+
   function plotGeometry() {
     const width = Math.max(200, plot.clientWidth);
     const height = plot.clientHeight || 180;
@@ -597,14 +637,18 @@
       pctx.fillStyle = "rgba(9, 105, 218, 0.15)";
       pctx.fillRect(a, g.y0, Math.max(b - a, 1), g.y1 - g.y0);
     }
-    // Heap (filled) and RSS (line).
-    pctx.beginPath();
-    pctx.moveTo(g.tx(SNAP.time[0]), g.y1);
-    for (let i = 0; i < NSNAP; i++) pctx.lineTo(g.tx(SNAP.time[i]), g.vy(SNAP.heap[i]));
-    pctx.lineTo(g.tx(SNAP.time[NSNAP - 1]), g.y1);
-    pctx.closePath();
-    pctx.fillStyle = "rgba(228, 87, 46, 0.25)";
-    pctx.fill();
+    // Heap (filled, or RSS's parts stacked when recorded) and RSS (line).
+    if (SPLIT) {
+      drawBands(g);
+    } else {
+      pctx.beginPath();
+      pctx.moveTo(g.tx(SNAP.time[0]), g.y1);
+      for (let i = 0; i < NSNAP; i++) pctx.lineTo(g.tx(SNAP.time[i]), g.vy(SNAP.heap[i]));
+      pctx.lineTo(g.tx(SNAP.time[NSNAP - 1]), g.y1);
+      pctx.closePath();
+      pctx.fillStyle = "rgba(228, 87, 46, 0.25)";
+      pctx.fill();
+    }
     for (const [key, color] of [
       ["heap", "#e4572e"],
       ["rss", "#1f77b4"],
@@ -768,10 +812,22 @@
       drawPlot();
     }
     const i = nearestSnapshot(t);
-    showTooltip(ev, ((SNAP.time[i] - SNAP.time[0]) / 1000).toFixed(3) + " s", "", "", [
+    const rows = [
       ["Resident set size", memray.formatBytes(SNAP.rss[i])],
       ["Heap size", memray.formatBytes(SNAP.heap[i])],
-    ]);
+    ];
+    if (SPLIT) {
+      // RSS by what backs it (they add up to RSS); docs/memory.rst.
+      const p = rssParts(i);
+      rows.push(
+        ["\u2003heap: tracked allocations", memray.formatBytes(p.heap)],
+        ["\u2003untracked anonymous: interpreter, static data, allocator free lists, fragmentation", memray.formatBytes(p.untracked)],
+        ["\u2003file-backed: code of Python and libraries, mmap'd files", memray.formatBytes(p.file)],
+        ["\u2003shared: /dev/shm, tmpfs, shared mappings", memray.formatBytes(p.shared)]
+      );
+      if (SNAP.mapped[i] > 0) rows.push(["Heap in mmap'd files and shared memory", memray.formatBytes(SNAP.mapped[i])]);
+    }
+    showTooltip(ev, ((SNAP.time[i] - SNAP.time[0]) / 1000).toFixed(3) + " s", "", "", rows);
   });
   plot.addEventListener("mouseleave", hideTooltip);
   window.addEventListener("mouseup", (ev) => {
